@@ -1,0 +1,121 @@
+"""The engine interface: what the reconciler asks of a batch system, and the lookup by name.
+
+An engine submits one job folder, reports the state of many jobs in one query, finds jobs it
+started but whose id was never recorded, and cancels. Everything else (folders, order, limits)
+belongs to the reconciler.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+
+class State(enum.Enum):
+    ACTIVE = "active"  # queued, running, or between the two: keep waiting
+    DONE = "done"  # ended well
+    FAILED = "failed"  # ended badly; Status.reason says how, in the engine's words
+    UNKNOWN = "unknown"  # not reported: never a reason to move a folder
+
+
+@dataclass(frozen=True)
+class Status:
+    state: State
+    reason: str = ""  # for FAILED: first line is a plain sentence; more lines may follow
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What the reconciler recorded about one submission (the job's `job_submitted.json`)."""
+
+    engine: str
+    job_id: str
+    submitted: float  # epoch seconds
+    path: Path
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One engine query's answer about every pending job.
+
+    statuses: job id -> Status; an id absent from it was not reported (UNKNOWN).
+    found: folder name -> job id, for claimed folders whose submission the engine can prove it made.
+    unsure: names of claimed folders whose submission cannot yet be ruled in or out: leave them alone.
+    room: how many more jobs the engine takes now (free slots, queue limit); None for no limit.
+    """
+
+    statuses: dict[str, Status] = field(default_factory=dict)
+    found: dict[str, str] = field(default_factory=dict)
+    unsure: frozenset[str] = frozenset()
+    room: int | None = None
+
+
+class EngineError(Exception):
+    """A batch-system command did not give a usable answer."""
+
+
+class CommandFailed(EngineError):
+    def __init__(self, argv: Sequence[str], returncode: int | None, stderr: str, why: str = "") -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        what = why or (f"exit code {returncode}" if returncode is not None else "no exit code")
+        super().__init__(f"{' '.join(self.argv)}: {what}: {self.stderr or '(no error output)'}")
+
+
+class SubmitRefused(EngineError):
+    """The batch system said no. Permanent: the job can never run as it is. Otherwise try next run."""
+
+    def __init__(self, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class SubmitUnknown(EngineError):
+    """The submission may or may not have happened (a timeout, a lost answer): resolve as after a crash."""
+
+
+class Engine(Protocol):
+    name: str
+
+    def submit(self, job_dir: Path) -> str:
+        """Start the job in job_dir (its working directory) and return its id.
+
+        Raises SubmitRefused or SubmitUnknown.
+        """
+
+    def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path]) -> Observation:
+        """Report on all jobs in one query; raises EngineError when the batch system cannot be asked.
+
+        Called with both lists empty when only the room for new jobs is wanted.
+        """
+
+    def cancel(self, jobs: Sequence[Submitted]) -> None:
+        """Ask the batch system to end these jobs."""
+
+
+# name -> (module, class); the seed's spellings (engines.LocalEngine) resolve to the same classes.
+ENGINES = {
+    "local": ("engines.local", "LocalEngine"),
+    "slurm": ("engines.slurm", "SlurmEngine"),
+}
+_ALIASES = {"engines.LocalEngine": "local", "engines.SlurmEngine": "slurm", "LocalEngine": "local", "SlurmEngine": "slurm"}
+
+
+def canonical_name(name: str) -> str:
+    """Map any accepted spelling of an engine to its short name; ValueError for an unknown one."""
+    short = _ALIASES.get(name, name.lower())
+    if short not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(sorted(ENGINES))}")
+    return short
+
+
+def load(name: str, **options: object) -> Engine:
+    import importlib
+
+    module_name, class_name = ENGINES[canonical_name(name)]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    engine: Engine = cls(**options)
+    return engine

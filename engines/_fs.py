@@ -1,0 +1,133 @@
+"""Folder primitives of the protocol: the one move, atomic helper files, settle time, set-aside.
+
+Every change of a job's stage is one `move()`; every helper file is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+from engines import Submitted
+
+RECORD = "job_submitted.json"  # engine, job id, submission time: the proof a job was submitted
+EXIT_RECORD = "job_exit.json"  # local engine: the wrapper's exit status
+OUTPUT = "job_output.txt"  # local engine: stdout and stderr of job.sh
+ERROR = "job_error.txt"  # why a job failed; absent for a success
+RUN_LOCK = "job_lock"  # local engine: held (flock) by every process of a running job
+HISTORY = "job_history"  # helper files of earlier runs of a folder, in numbered subfolders
+HELPERS = (RECORD, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK)
+
+_NAME_MAX = 255
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write text to path so that a reader sees the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def move(src: Path, dest_dir: Path, name: str) -> Path:
+    """Rename src into dest_dir as name, or as name.2, name.3, ... when that is taken.
+
+    Never overwrites and never merges: a taken name is skipped, whether it is a folder (empty or
+    not), a file or a dangling link. Returns the new path.
+    """
+    for n in range(1, 100_000):
+        target = dest_dir / _candidate(name, n)
+        if os.path.lexists(target):
+            continue
+        try:
+            os.rename(src, target)
+        except OSError as e:
+            # Someone created the target after the check: take the next name.
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                continue
+            raise
+        return target
+    raise FileExistsError(errno.EEXIST, "no free name left", str(dest_dir / name))
+
+
+def _candidate(name: str, n: int) -> str:
+    if n == 1:
+        return name
+    suffix = f".{n}".encode()
+    return os.fsdecode(os.fsencode(name)[: _NAME_MAX - len(suffix)] + suffix)
+
+
+def newest_change(path: Path) -> float:
+    """Latest mtime or ctime of path and everything under it (links not followed).
+
+    ctime catches a file moved or copied in with its old mtime kept (`mv`, `scp -p`, `rsync -a`).
+    """
+    st = os.lstat(path)
+    newest = max(st.st_mtime, st.st_ctime)
+    stack = [os.fspath(path)]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue  # vanished or unreadable while we look: the folder's own times still count
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                newest = max(newest, st.st_mtime, st.st_ctime)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return newest
+
+
+def set_aside(job_dir: Path) -> Path | None:
+    """Move helper files of an earlier run into job_history/N so the folder reads as a fresh job.
+
+    Returns the history folder used, or None when there was nothing to set aside.
+    """
+    present = [h for h in HELPERS if os.path.lexists(job_dir / h)]
+    if not present:
+        return None
+    history = job_dir / HISTORY
+    history.mkdir(exist_ok=True)
+    numbers = [int(p.name) for p in history.iterdir() if p.name.isdigit()]
+    while True:
+        dest = history / str(max(numbers, default=0) + 1)
+        try:
+            dest.mkdir()
+            break
+        except FileExistsError:
+            numbers.append(int(dest.name))
+    for h in present:
+        os.rename(job_dir / h, dest / h)
+    return dest
+
+
+def write_record(job_dir: Path, engine: str, job_id: str, submitted: float) -> None:
+    record = {"engine": engine, "job_id": job_id, "submitted": submitted}
+    write_atomic(job_dir / RECORD, json.dumps(record) + "\n")
+
+
+def read_record(job_dir: Path) -> Submitted | None:
+    """The job's submission record; None when there is none. ValueError when it is unreadable."""
+    try:
+        with open(job_dir / RECORD, encoding="utf-8") as f:
+            data = json.load(f)
+        return Submitted(str(data["engine"]), str(data["job_id"]), float(data["submitted"]), job_dir)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"unreadable {RECORD}: {e}") from e

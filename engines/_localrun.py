@@ -1,0 +1,45 @@
+"""The local engine's job wrapper: detach, run `bash job.sh`, record how it ended.
+
+Started by LocalEngine.submit in the job's folder with the held `job_lock` descriptor as its only
+argument. It writes its process group id into the lock file, forks so the launcher can return,
+runs the job with the lock descriptor inherited (so the lock stays held while any process of the
+job lives), and writes `job_exit.json` atomically when job.sh ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engines._fs import EXIT_RECORD, OUTPUT, write_atomic
+
+
+def main() -> None:
+    lock_fd = int(sys.argv[1])
+    os.ftruncate(lock_fd, 0)
+    os.pwrite(lock_fd, f"{os.getpgid(0)}\n".encode(), 0)
+    if os.fork():
+        os._exit(0)  # the launcher waits for this; the job carries on in the child
+    # Let go of the launcher's pipe, or it would wait for the whole job.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    here = Path.cwd()
+    try:
+        with open(here / OUTPUT, "wb") as out:
+            rc = subprocess.run(
+                ["bash", "job.sh"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=(lock_fd,),
+            ).returncode
+    except OSError:
+        rc = 127  # bash missing, or the output file cannot be written: the job did not run
+    record = {"returncode": max(rc, 0), "signal": -rc if rc < 0 else 0, "ended": time.time()}
+    write_atomic(here / EXIT_RECORD, json.dumps(record) + "\n")
+    os._exit(0)

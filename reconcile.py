@@ -1,0 +1,514 @@
+#!/usr/bin/env python3
+"""One sweep of a job root: lock, look at the folders and the batch system once, decide, act.
+
+ROOT/inbox/NAME/job.sh -> ROOT/pending/NAME -> ROOT/complete/NAME. The folders are the only state;
+the run may be killed at any instant and the next one carries on (see README, "Folder protocol").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import stat
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence, TextIO, Union
+
+import engines
+from engines import Engine, EngineError, Observation, State, SubmitRefused, Submitted, SubmitUnknown
+from engines import _fs as fs
+
+__version__ = "1.0.0"
+
+STAGES = ("inbox", "pending", "complete")
+CONFIG = "reconcile.json"  # engine and options recorded by --setup
+LOG = "reconcile.log"
+LOCK = ".reconcile.lock"
+RECORDED = ("engine", "batch_limit", "slots", "settle")
+DEFAULTS: dict[str, object] = {"engine": "local", "batch_limit": 50, "slots": None, "settle": 5.0}
+
+
+@dataclass(frozen=True)
+class Options:
+    engine: str
+    batch_limit: int
+    slots: int
+    settle: float
+
+
+class UsageError(Exception):
+    """Bad command line or root: one line on stderr, exit 2."""
+
+
+# ---------------------------------------------------------------- facts and actions
+
+
+@dataclass(frozen=True)
+class PendingFolder:
+    name: str
+    record: Submitted | None  # None: claimed, submission not yet recorded
+    problem: str = ""  # the record could not be read
+
+
+@dataclass(frozen=True)
+class InboxFolder:
+    name: str
+    verdict: str  # "ready", "wait" (no job.sh yet, or still changing) or "bad"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Submit:  # inbox -> pending, then start it
+    name: str
+
+
+@dataclass(frozen=True)
+class Launch:  # a claimed pending folder that was never started
+    name: str
+
+
+@dataclass(frozen=True)
+class Adopt:  # a claimed pending folder the engine did start: record its id
+    name: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Finish:  # pending -> complete; reason set for a failure
+    name: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Reject:  # inbox -> complete with job_error.txt, never submitted
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:  # nothing to do but say so; problem=True goes to stderr too
+    name: str
+    message: str
+    problem: bool = False
+
+
+Action = Union[Submit, Launch, Adopt, Finish, Reject, Note]
+
+
+def plan(
+    pending: Sequence[PendingFolder],
+    obs: Observation,
+    inbox: Iterable[InboxFolder],
+    engine: str,
+    batch_limit: int,
+) -> list[Action]:
+    """Decide every action of one sweep. Pure: facts in, actions out; `inbox` is consumed only as far as needed."""
+    actions: list[Action] = []
+    starts = 0
+    for p in pending:
+        if p.problem:
+            actions.append(Note(p.name, f"{p.problem}; fix or remove it by hand", problem=True))
+        elif p.record is None:
+            if p.name in obs.found:
+                actions.append(Adopt(p.name, obs.found[p.name]))
+            elif p.name not in obs.unsure:
+                actions.append(Launch(p.name))
+                starts += 1
+        elif p.record.engine != engine:
+            actions.append(
+                Note(
+                    p.name,
+                    f"submitted through the {p.record.engine} engine; run with -e {p.record.engine} to follow it",
+                    problem=True,
+                )
+            )
+        else:
+            status = obs.statuses.get(p.record.job_id)
+            if status is None or status.state is State.UNKNOWN:
+                actions.append(Note(p.name, f"job {p.record.job_id} not reported by the {engine} engine; waiting"))
+            elif status.state is State.DONE:
+                actions.append(Finish(p.name))
+            elif status.state is State.FAILED:
+                actions.append(Finish(p.name, status.reason))
+    room = batch_limit - starts
+    if obs.room is not None:
+        room = min(room, obs.room - starts)
+    if room <= 0:
+        return actions
+    for folder in inbox:
+        if folder.verdict == "bad":
+            actions.append(Reject(folder.name, folder.reason))
+        elif folder.verdict == "ready":
+            actions.append(Submit(folder.name))
+            room -= 1
+            if room == 0:
+                break
+    return actions
+
+
+# ---------------------------------------------------------------- observe
+
+
+def scan_pending(root: Path) -> list[PendingFolder]:
+    found = []
+    for name in _names(root / "pending"):
+        path = root / "pending" / name
+        if not path.is_dir() or path.is_symlink():
+            continue
+        try:
+            found.append(PendingFolder(name, fs.read_record(path)))
+        except ValueError as e:
+            found.append(PendingFolder(name, None, problem=str(e)))
+    return found
+
+
+def scan_inbox(root: Path, names: Sequence[str], settle: float, now: float) -> Iterator[InboxFolder]:
+    """The named inbox folders in order, each looked at only when the plan asks for it."""
+    for name in names:
+        path = root / "inbox" / name
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            continue  # plain files and links are not jobs
+        yield inspect(path, settle, now)
+
+
+def inspect(path: Path, settle: float, now: float) -> InboxFolder:
+    """Is this inbox folder ready to submit, not ready yet, or never runnable (and why)?"""
+    name = path.name
+    script = path / "job.sh"
+    try:
+        st = os.lstat(script)
+    except FileNotFoundError:
+        return InboxFolder(name, "wait", "no job.sh yet")
+    except OSError as e:
+        return InboxFolder(name, "bad", f"job.sh cannot be examined: {e.strerror}.")
+    try:
+        if settle > 0 and fs.newest_change(path) > now - settle:
+            return InboxFolder(name, "wait", "still changing")
+    except OSError:
+        return InboxFolder(name, "wait", "vanished")
+    kind = stat
+    if kind.S_ISLNK(st.st_mode):
+        return InboxFolder(name, "bad", "job.sh is a symbolic link; put a regular file named job.sh in the folder.")
+    if kind.S_ISDIR(st.st_mode):
+        return InboxFolder(name, "bad", "job.sh is a directory, not a script.")
+    if not kind.S_ISREG(st.st_mode):
+        return InboxFolder(name, "bad", "job.sh is not a regular file.")
+    if st.st_size == 0:
+        return InboxFolder(name, "bad", "job.sh is empty.")
+    try:
+        with open(script, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        return InboxFolder(name, "bad", f"job.sh cannot be read: {e.strerror}.")
+    return InboxFolder(name, "ready")
+
+
+def _names(folder: Path) -> list[str]:
+    """Entries of folder that are not hidden, in byte order (the users' priority scheme)."""
+    return sorted((n for n in os.listdir(folder) if not n.startswith(".")), key=os.fsencode)
+
+
+# ---------------------------------------------------------------- act
+
+
+class Sweep:
+    def __init__(self, root: Path, engine: Engine, log: Log, stop: StopFlag) -> None:
+        self.root, self.engine, self.log, self.stop = root, engine, log, stop
+
+    def apply(self, actions: Sequence[Action]) -> int:
+        """Carry out each action on its own: one broken folder never stops the others. Returns problems."""
+        problems = 0
+        for action in actions:
+            if self.stop.requested:
+                self.log.info("stop requested: leaving the rest for the next run")
+                break
+            try:
+                getattr(self, "_" + type(action).__name__.lower())(action)
+            except (OSError, EngineError) as e:
+                problems += 1
+                self.log.problem(f"{show(action.name)}: {type(action).__name__.lower()} failed: {e}")
+        return problems
+
+    def _submit(self, a: Submit) -> None:
+        src = self.root / "inbox" / a.name
+        old = fs.set_aside(src)
+        if old:
+            self.log.info(f"{show(a.name)}: helper files of an earlier run set aside in {old.relative_to(src)}")
+        dest = fs.move(src, self.root / "pending", a.name)
+        self._start(dest, a.name)
+
+    def _launch(self, a: Launch) -> None:
+        self._start(self.root / "pending" / a.name, a.name)
+
+    def _start(self, path: Path, origin: str) -> None:
+        name = path.name
+        try:
+            job_id = self.engine.submit(path)
+        except SubmitRefused as e:
+            if e.permanent:
+                self._finish(Finish(name, f"The {self.engine.name} engine refused the job: {e}"))
+            else:
+                back = fs.move(path, self.root / "inbox", origin)
+                self.log.info(f"{show(name)}: not submitted, will try again next run ({e}); back in inbox as {show(back.name)}")
+            return
+        except SubmitUnknown as e:
+            self.log.problem(f"{show(name)}: submission uncertain ({e}); the next run will find out")
+            return
+        fs.write_record(path, self.engine.name, job_id, time.time())
+        self.log.info(f"{show(name)}: submitted as {self.engine.name} job {job_id}")
+
+    def _adopt(self, a: Adopt) -> None:
+        fs.write_record(self.root / "pending" / a.name, self.engine.name, a.job_id, time.time())
+        self.log.info(f"{show(a.name)}: found running as {self.engine.name} job {a.job_id}; recorded")
+
+    def _finish(self, a: Finish) -> None:
+        path = self.root / "pending" / a.name
+        if a.reason:
+            fs.write_atomic(path / fs.ERROR, a.reason.rstrip("\n") + "\n")
+        dest = fs.move(path, self.root / "complete", a.name)
+        outcome = "failed: " + a.reason.splitlines()[0] if a.reason else "done"
+        self.log.info(f"{show(a.name)}: {outcome} -> complete/{show(dest.name)}")
+
+    def _reject(self, a: Reject) -> None:
+        path = self.root / "inbox" / a.name
+        fs.set_aside(path)
+        fs.write_atomic(path / fs.ERROR, f"Not submitted: {a.reason}\n")
+        dest = fs.move(path, self.root / "complete", a.name)
+        self.log.info(f"{show(a.name)}: not submitted: {a.reason} -> complete/{show(dest.name)}")
+
+    def _note(self, a: Note) -> None:
+        (self.log.problem if a.problem else self.log.info)(f"{show(a.name)}: {a.message}")
+
+
+def describe(action: Action) -> str:
+    """One line for --dry-run."""
+    n = show(action.name)
+    if isinstance(action, Submit):
+        return f"submit inbox/{n} (moving it to pending/)"
+    if isinstance(action, Launch):
+        return f"submit pending/{n} (claimed by an earlier run, never started)"
+    if isinstance(action, Adopt):
+        return f"record job {action.job_id} for pending/{n}"
+    if isinstance(action, Finish):
+        return f"move pending/{n} to complete/" + (
+            f" with job_error.txt: {action.reason.splitlines()[0]}" if action.reason else ""
+        )
+    if isinstance(action, Reject):
+        return f"move inbox/{n} to complete/ with job_error.txt: {action.reason}"
+    return f"{n}: {action.message}"
+
+
+def show(name: str) -> str:
+    """A folder name safe to print on one line: control characters and undecodable bytes escaped."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+# ---------------------------------------------------------------- log, stop, config
+
+
+class Log:
+    def __init__(self, root: Path, verbose: bool) -> None:
+        self.path, self.verbose = root / LOG, verbose
+        self._file: TextIO | None = None
+
+    def _write(self, level: str, message: str) -> None:
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {level} {message}\n"
+        try:
+            if self._file is None:
+                self._file = open(self.path, "a", encoding="utf-8", errors="backslashreplace")
+            self._file.write(line)
+            self._file.flush()
+        except OSError as e:
+            print(f"reconcile: cannot write {self.path}: {e.strerror}", file=sys.stderr)
+
+    def info(self, message: str) -> None:
+        self._write("INFO", message)
+        if self.verbose:
+            print(message, file=sys.stderr)
+
+    def problem(self, message: str) -> None:
+        self._write("ERROR", message)
+        print(f"reconcile: {message}", file=sys.stderr)
+
+
+class StopFlag:
+    requested = False
+
+    def request(self, *_: object) -> None:
+        self.requested = True
+
+
+def load_config(root: Path) -> dict[str, object]:
+    try:
+        with open(root / CONFIG, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{root / CONFIG} cannot be read ({e}); fix it or run -s again") from e
+    if not isinstance(data, dict):
+        raise UsageError(f"{root / CONFIG} is not a JSON object; fix it or run -s again")
+    return data
+
+
+def setup(root: Path, given: dict[str, object]) -> None:
+    for stage in STAGES:
+        (root / stage).mkdir(parents=True, exist_ok=True)
+    config = {**load_config(root), **given}
+    config.setdefault("engine", DEFAULTS["engine"])
+    fs.write_atomic(root / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="reconcile",
+        description="Move job folders inbox/ -> pending/ -> complete/, submitting them to a batch system.",
+        epilog="Examples:\n  reconcile -r ~/jobs -s -e slurm     set up a root\n"
+        "  reconcile -r ~/jobs                 one sweep (what cron runs)\n"
+        "  reconcile -r ~/jobs --dry-run       show what a sweep would do",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-r", "--root", required=True, type=Path, help="the job root (holds inbox/, pending/, complete/)")
+    p.add_argument("-s", "--setup", action="store_true", help="create the folders and record the engine and options given")
+    p.add_argument("-e", "--engine", help="local or slurm (also engines.LocalEngine, engines.SlurmEngine)")
+    p.add_argument("--batch-limit", type=_count, metavar="N", help="submit at most N jobs per run (default 50)")
+    p.add_argument("--slots", type=_positive, metavar="N", help="local engine: at most N jobs at once (default: CPU count)")
+    p.add_argument(
+        "--settle",
+        type=_seconds,
+        metavar="SECONDS",
+        help="submit a folder only once nothing in it changed for this long (default 5)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what a sweep would do, do nothing")
+    p.add_argument(
+        "-p", "--period", type=_seconds, metavar="SECONDS", help="watch mode: sweep every SECONDS until Ctrl-C or SIGTERM"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="also print each action on stderr")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p.parse_args(argv)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    return value
+
+
+def options(args: argparse.Namespace, root: Path) -> Options:
+    """Defaults, then what --setup recorded, then what this command line gives."""
+    given = {k: getattr(args, k) for k in RECORDED if getattr(args, k) is not None}
+    if "engine" in given:
+        try:
+            given["engine"] = engines.canonical_name(str(given["engine"]))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if args.setup:
+        setup(root, given)
+        print(f"set up {root} for the {load_config(root)['engine']} engine")
+    if not root.is_dir():
+        raise UsageError(f"no such root: {root} (create it with -s)")
+    if not all((root / s).is_dir() for s in STAGES) or not (root / CONFIG).is_file():
+        raise UsageError(f"{root} is not set up: run reconcile -r {root} -s first")
+    merged = {**DEFAULTS, **load_config(root), **given}
+    try:
+        engine = engines.canonical_name(str(merged["engine"]))
+        slots = merged["slots"]
+        if slots is None:
+            slots = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return Options(engine, int(merged["batch_limit"]), int(slots), float(merged["settle"]))
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{e} (recorded in {root / CONFIG}); fix it or run -s again") from None
+
+
+def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -> int:
+    """One run: 0 when all went well, 1 when something needs a person."""
+    engine = engines.load(opts.engine, slots=opts.slots)
+    log = Log(root, args.verbose)
+    lock = None
+    if not args.dry_run:
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(root / LOCK), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return 0  # another run is sweeping: it will do the work
+    try:
+        pending = scan_pending(root)
+        waiting = _names(root / "inbox")
+        live = [p.record for p in pending if p.record and p.record.engine == engine.name]
+        claimed = [root / "pending" / p.name for p in pending if p.record is None and not p.problem]
+        if not (live or claimed or waiting):
+            return 0  # nothing to do: ask the batch system nothing
+        try:
+            obs = engine.observe(live, claimed)
+        except EngineError as e:
+            log.problem(f"cannot ask the {engine.name} engine, nothing done this run: {e}")
+            return 1
+        inbox = scan_inbox(root, waiting, opts.settle, time.time())
+        actions = plan(pending, obs, inbox, engine.name, opts.batch_limit)
+        if args.dry_run:
+            for action in actions:
+                print(describe(action))
+            return 0
+        return 1 if Sweep(root, engine, log, stop).apply(actions) else 0
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = args.root.expanduser()
+    try:
+        opts = options(args, root)
+    except (UsageError, OSError) as e:
+        print(f"reconcile: {e}", file=sys.stderr)
+        return 2
+    stop = StopFlag()
+    if args.period is None:
+        if args.setup:
+            return 0
+        return sweep(root, opts, args, stop)
+    import signal
+
+    signal.signal(signal.SIGTERM, stop.request)
+    signal.signal(signal.SIGINT, stop.request)
+    status = 0
+    while not stop.requested:
+        status = sweep(root, opts, args, stop)
+        deadline = time.monotonic() + args.period
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
