@@ -229,6 +229,7 @@ class Sweep:
             if self.stop.requested:
                 self.log.info("stop requested: leaving the rest for the next run")
                 break
+            problems += isinstance(action, Note) and action.problem
             try:
                 getattr(self, "_" + type(action).__name__.lower())(action)
             except (OSError, EngineError) as e:
@@ -241,7 +242,9 @@ class Sweep:
         old = fs.set_aside(src)
         if old:
             self.log.info(f"{show(a.name)}: helper files of an earlier run set aside in {old.relative_to(src)}")
+        fs.crash_point("set-aside")
         dest = fs.move(src, self.root / "pending", a.name)
+        fs.crash_point("claimed")
         self._start(dest, a.name)
 
     def _launch(self, a: Launch) -> None:
@@ -261,18 +264,24 @@ class Sweep:
         except SubmitUnknown as e:
             self.log.problem(f"{show(name)}: submission uncertain ({e}); the next run will find out")
             return
+        fs.crash_point("launched")
         fs.write_record(path, self.engine.name, job_id, time.time())
         self.log.info(f"{show(name)}: submitted as {self.engine.name} job {job_id}")
+        fs.crash_point("recorded")
 
     def _adopt(self, a: Adopt) -> None:
         fs.write_record(self.root / "pending" / a.name, self.engine.name, a.job_id, time.time())
+        fs.crash_point("adopted")
         self.log.info(f"{show(a.name)}: found running as {self.engine.name} job {a.job_id}; recorded")
 
     def _finish(self, a: Finish) -> None:
         path = self.root / "pending" / a.name
         if a.reason:
             fs.write_atomic(path / fs.ERROR, a.reason.rstrip("\n") + "\n")
+        fs.remove_temp_files(path)
+        fs.crash_point("error-written")
         dest = fs.move(path, self.root / "complete", a.name)
+        fs.crash_point("completed")
         outcome = "failed: " + a.reason.splitlines()[0] if a.reason else "done"
         self.log.info(f"{show(a.name)}: {outcome} -> complete/{show(dest.name)}")
 
@@ -280,6 +289,8 @@ class Sweep:
         path = self.root / "inbox" / a.name
         fs.set_aside(path)
         fs.write_atomic(path / fs.ERROR, f"Not submitted: {a.reason}\n")
+        fs.remove_temp_files(path)
+        fs.crash_point("rejection-written")
         dest = fs.move(path, self.root / "complete", a.name)
         self.log.info(f"{show(a.name)}: not submitted: {a.reason} -> complete/{show(dest.name)}")
 
@@ -465,7 +476,7 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
         waiting = _names(root / "inbox")
         live = [p.record for p in pending if p.record and p.record.engine == engine.name]
         claimed = [root / "pending" / p.name for p in pending if p.record is None and not p.problem]
-        if not (live or claimed or waiting):
+        if not (pending or waiting):
             return 0  # nothing to do: ask the batch system nothing
         try:
             obs = engine.observe(live, claimed)

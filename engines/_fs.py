@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 from pathlib import Path
 
 from engines import Submitted
@@ -21,6 +22,12 @@ HISTORY = "job_history"  # helper files of earlier runs of a folder, in numbered
 HELPERS = (RECORD, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK)
 
 _NAME_MAX = 255
+
+
+def crash_point(step: str) -> None:
+    """Test hook: with RECONCILE_CRASH_AT=step in the environment, die here as by kill -9."""
+    if os.environ.get("RECONCILE_CRASH_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -38,6 +45,13 @@ def write_atomic(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def remove_temp_files(job_dir: Path) -> None:
+    """Delete what a write_atomic killed half-way left behind (hidden `.job_*.<pid>.tmp` files)."""
+    for name in os.listdir(job_dir):
+        if name.endswith(".tmp") and any(name.startswith(f".{h}.") for h in HELPERS):
+            os.unlink(job_dir / name)
 
 
 def move(src: Path, dest_dir: Path, name: str) -> Path:

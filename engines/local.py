@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engines import Observation, State, Status, SubmitRefused, Submitted, SubmitUnknown
-from engines._fs import EXIT_RECORD, RUN_LOCK
+from engines._fs import EXIT_RECORD, RUN_LOCK, crash_point
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 # -I: the job folder is the working directory, and nothing in it may shadow a module we import.
@@ -44,6 +44,7 @@ class LocalEngine:
             if os.path.lexists(job_dir / EXIT_RECORD):
                 raise SubmitUnknown("this folder's job has already run") from None
             os.ftruncate(fd, 0)
+            crash_point("engine-locked")
             try:
                 runner = subprocess.Popen(
                     [sys.executable, "-I", "-c", _RUNNER, str(fd)],

@@ -1,0 +1,70 @@
+"""Shared helpers: a set-up root, job folders, and the real CLI run in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RECONCILE = [sys.executable, str(REPO / "reconcile.py")]
+
+
+def run(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """One reconciler run through the real command line."""
+    return subprocess.run(
+        [*RECONCILE, "-r", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def make_job(root: Path, name: str, script: str, files: dict[str, str] | None = None, stage: str = "inbox") -> Path:
+    """A job folder with job.sh and any input files."""
+    job = root / stage / name
+    job.mkdir()
+    (job / "job.sh").write_text(script)
+    for fname, text in (files or {}).items():
+        (job / fname).write_text(text)
+    return job
+
+
+def ledger_job(ledger: Path, tag: str, extra: str = "") -> str:
+    """A job.sh that appends its tag to the ledger (outside the root) once per execution."""
+    return f"#!/bin/bash\nprintf '%s\\n' {tag!r} >> {str(ledger)!r}\n{extra}\n"
+
+
+def drain(root: Path, *args: str, limit: float = 120) -> None:
+    """Sweep until inbox/ and pending/ are empty (each sweep a real run), or fail after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while True:
+        result = run(root, *args)
+        assert result.returncode == 0, result.stderr
+        if not any((root / "pending").iterdir()) and not [p for p in (root / "inbox").iterdir() if not p.name.startswith(".")]:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"root did not drain: pending={sorted(os.listdir(root / 'pending'))}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "root"
+    result = run(r, "-s", "-e", "local", "--settle", "0")
+    assert result.returncode == 0, result.stderr
+    return r
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.txt"
+
+
+def read_ledger(ledger: Path) -> list[str]:
+    return ledger.read_text().splitlines() if ledger.exists() else []

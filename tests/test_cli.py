@@ -1,0 +1,294 @@
+"""The reconciler end to end: the real command line in a subprocess, a temporary root, real local jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import RECONCILE, drain, ledger_job, make_job, read_ledger, run
+
+import reconcile
+from engines import _fs as fs
+
+WAIT_FOR_GO = "#!/bin/bash\nwhile [ ! -e {go} ]; do sleep 0.05; done\n"
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+def test_success_exit_code_and_signal(root: Path) -> None:
+    make_job(root, "ok", "echo hello\n", {"input.dat": "data"})
+    make_job(root, "three", "exit 3\n")
+    make_job(root, "killed", "kill -9 $$\n")
+    drain(root, "--slots", "3")
+    assert names(root / "complete") == ["killed", "ok", "three"]
+    ok = root / "complete" / "ok"
+    assert (ok / "job_output.txt").read_text() == "hello\n" and (ok / "input.dat").read_text() == "data"
+    assert not (ok / "job_error.txt").exists()
+    three = (root / "complete" / "three" / "job_error.txt").read_text()
+    assert three.splitlines()[0] == "The job exited with code 3, according to the local engine."
+    killed = (root / "complete" / "killed" / "job_error.txt").read_text()
+    assert killed.splitlines()[0] == "The job was killed by signal 9 (SIGKILL), according to the local engine."
+    log = (root / reconcile.LOG).read_text()
+    assert "ok: submitted as local job" in log and "three: failed: The job exited with code 3" in log
+
+
+def test_a_quiet_run_prints_nothing(root: Path) -> None:
+    make_job(root, "a", "true\n")
+    result = run(root)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_byte_order_and_batch_limit(root: Path, ledger: Path) -> None:
+    for name in ("9", "20", "140", "110", "100"):
+        make_job(root, name, ledger_job(ledger, name))
+    assert run(root, "--batch-limit", "2", "--slots", "10").returncode == 0
+    assert names(root / "pending") == ["100", "110"]
+    drain(root, "--batch-limit", "2", "--slots", "10")
+    order = [
+        line.split(": submitted")[0].split()[-1]
+        for line in (root / reconcile.LOG).read_text().splitlines()
+        if ": submitted" in line
+    ]
+    assert order == ["100", "110", "140", "20", "9"]
+    assert sorted(read_ledger(ledger)) == ["100", "110", "140", "20", "9"]
+
+
+def test_slots_bound_the_jobs_running_at_once(root: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    for i in range(4):
+        make_job(root, f"j{i}", WAIT_FOR_GO.format(go=go))
+    run(root, "--slots", "2")
+    run(root, "--slots", "2")  # a second run must not start more while two are running
+    assert names(root / "pending") == ["j0", "j1"] and names(root / "inbox") == ["j2", "j3"]
+    go.touch()
+    drain(root, "--slots", "2")
+    assert names(root / "complete") == ["j0", "j1", "j2", "j3"]
+
+
+def test_the_job_keeps_running_after_the_run_that_started_it(root: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    make_job(root, "a", WAIT_FOR_GO.format(go=go) + "echo finished\n")
+    assert run(root).returncode == 0
+    assert run(root).returncode == 0
+    assert names(root / "pending") == ["a"]
+    go.touch()
+    drain(root)
+    assert (root / "complete" / "a" / "job_output.txt").read_text() == "finished\n"
+
+
+def test_name_collisions_land_beside_never_over(root: Path, tmp_path: Path) -> None:
+    (root / "complete" / "a").mkdir()  # empty: os.rename would silently replace it
+    (root / "complete" / "a" / "keep").write_text("old result")
+    make_job(root, "a", "echo new\n")
+    drain(root)
+    assert names(root / "complete") == ["a", "a.2"]
+    assert (root / "complete" / "a" / "keep").read_text() == "old result"
+    assert (root / "complete" / "a.2" / "job_output.txt").read_text() == "new\n"
+    # The same name dropped again while the first is still running lands beside it in pending/ too.
+    go = tmp_path / "go"
+    make_job(root, "b", WAIT_FOR_GO.format(go=go) + "echo first\n")
+    run(root)
+    make_job(root, "b", "echo second\n")
+    run(root)
+    assert names(root / "pending")[:2] == ["b", "b.2"] or names(root / "complete") == ["a", "a.2", "b.2"]
+    go.touch()
+    drain(root)
+    outputs = sorted((root / "complete" / n / "job_output.txt").read_text() for n in ("b", "b.2"))
+    assert outputs == ["first\n", "second\n"]
+
+
+def test_a_folder_moved_back_from_complete_is_a_fresh_job(root: Path, ledger: Path) -> None:
+    make_job(root, "a", ledger_job(ledger, "a", "exit 3"))
+    drain(root)
+    os.rename(root / "complete" / "a", root / "inbox" / "a")
+    (root / "inbox" / "a" / "job.sh").write_text(ledger_job(ledger, "a"))
+    drain(root)
+    done = root / "complete" / "a"
+    assert read_ledger(ledger) == ["a", "a"]
+    assert not (done / "job_error.txt").exists()
+    old = done / "job_history" / "1"
+    assert sorted(os.listdir(old)) == sorted(
+        ["job_error.txt", "job_exit.json", "job_lock", "job_output.txt", "job_submitted.json"]
+    )
+    assert "code 3" in (old / "job_error.txt").read_text()
+
+
+def test_bad_input_is_refused_with_a_reason_or_left_alone(root: Path) -> None:
+    inbox = root / "inbox"
+    (inbox / "uploading").mkdir()  # no job.sh yet: may still be uploading
+    (inbox / "uploading" / "data").write_text("x")
+    make_job(root, ".hidden", "true\n")
+    (inbox / "plain-file").write_text("not a job")
+    (inbox / "dir-script").mkdir()
+    (inbox / "dir-script" / "job.sh").mkdir()
+    (inbox / "link-script").mkdir()
+    (inbox / "real.sh").write_text("true\n")
+    os.symlink(inbox / "real.sh", inbox / "link-script" / "job.sh")
+    make_job(root, "empty", "")
+    (inbox / "fifo-script").mkdir()
+    os.mkfifo(inbox / "fifo-script" / "job.sh")
+    drain_once = [run(root) for _ in range(3)]
+    assert all(r.returncode == 0 for r in drain_once), drain_once[-1].stderr
+    assert names(inbox) == [".hidden", "plain-file", "real.sh", "uploading"]
+    assert names(root / "complete") == ["dir-script", "empty", "fifo-script", "link-script"]
+    reasons = {n: (root / "complete" / n / "job_error.txt").read_text() for n in names(root / "complete")}
+    assert reasons["dir-script"] == "Not submitted: job.sh is a directory, not a script.\n"
+    assert reasons["empty"] == "Not submitted: job.sh is empty.\n"
+    assert reasons["fifo-script"] == "Not submitted: job.sh is not a regular file.\n"
+    assert "symbolic link" in reasons["link-script"]
+    assert (root / "complete" / "dir-script" / "job.sh").is_dir()  # nothing of the user's is lost
+
+
+def test_an_unreadable_script_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root reads any file, so the permission fault is injected where the reconciler opens job.sh.
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "job.sh").write_text("true\n")
+    real_open = open
+
+    def deny(path: object, *a: object, **k: object) -> object:
+        if str(path).endswith("job.sh"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", deny)
+    verdict = reconcile.inspect(job, 0, time.time())
+    assert (verdict.verdict, verdict.reason) == ("bad", "job.sh cannot be read: Permission denied.")
+
+
+HOSTILE = [
+    "with space",
+    "ünïcødé-名前",
+    "-leading-dash",
+    "$(touch pwned)",
+    "a;touch pwned",
+    "new\nline",
+    "--help",
+    "*",
+    "'quote\"",
+]
+
+
+def test_hostile_names_run_and_never_reach_a_shell(root: Path, ledger: Path, tmp_path: Path) -> None:
+    for i, name in enumerate(HOSTILE):
+        make_job(root, name, ledger_job(ledger, str(i)))
+    drain(root, "--slots", "4")
+    assert sorted(read_ledger(ledger), key=int) == [str(i) for i in range(len(HOSTILE))]
+    assert names(root / "complete") == sorted(HOSTILE)
+    assert not list(tmp_path.rglob("pwned")) and not Path("pwned").exists()
+    assert "new\\nline: submitted" in (root / reconcile.LOG).read_text()
+
+
+def snapshot(root: Path) -> dict[str, tuple[float, int]]:
+    return {str(p.relative_to(root)): (p.lstat().st_mtime, p.lstat().st_size) for p in root.rglob("*")}
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(root: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    make_job(root, "running", WAIT_FOR_GO.format(go=go))
+    run(root)
+    go.touch()
+    time.sleep(0.3)
+    make_job(root, "waiting one", "true\n")
+    make_job(root, "bad", "")
+    before = snapshot(root)
+    result = run(root, "--dry-run")
+    assert result.returncode == 0 and result.stderr == ""
+    assert snapshot(root) == before
+    lines = result.stdout.splitlines()
+    assert "move pending/running to complete/" in lines
+    assert "submit inbox/waiting one (moving it to pending/)" in lines
+    assert "move inbox/bad to complete/ with job_error.txt: job.sh is empty." in lines
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (None, [], "no such root"),
+        ("bare", [], "is not set up"),
+        ("ok", ["-e", "pbs"], "unknown engine 'pbs'"),
+        ("garbled", [], "cannot be read"),
+        ("ok", ["--batch-limit", "-1"], "must be 0 or more"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, setup: str | None, args: list[str], message: str) -> None:
+    r = tmp_path / "r"
+    if setup == "bare":
+        r.mkdir()
+    elif setup in ("ok", "garbled"):
+        assert run(r, "-s").returncode == 0
+        if setup == "garbled":
+            (r / reconcile.CONFIG).write_text("{")
+    result = run(r, *args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if not line.startswith(("usage:", " "))]  # argparse's usage aside
+    assert len(said) == 1 and said[0].startswith("reconcile") and message in said[0]
+
+
+def test_setup_records_options_and_seed_spellings_work(tmp_path: Path, ledger: Path) -> None:
+    r = tmp_path / "r"
+    result = run(r, "--setup", "-e", "engines.LocalEngine", "--batch-limit", "1", "--settle", "0")
+    assert result.returncode == 0 and names(r) == ["complete", "inbox", "pending", "reconcile.json"]
+    assert json.loads((r / reconcile.CONFIG).read_text()) == {"batch_limit": 1, "engine": "local", "settle": 0.0}
+    assert run(r, "-s").returncode == 0  # again: harmless, keeps what was recorded
+    assert json.loads((r / reconcile.CONFIG).read_text())["batch_limit"] == 1
+    for n in "abc":
+        make_job(r, n, ledger_job(ledger, n))
+    run(r)
+    assert names(r / "pending") == ["a"]  # recorded batch limit
+    run(r, "--batch-limit", "5")  # overrides for this run only
+    assert names(r / "inbox") == [] and json.loads((r / reconcile.CONFIG).read_text())["batch_limit"] == 1
+
+
+def test_settle_waits_for_a_folder_to_stop_changing(root: Path) -> None:
+    make_job(root, "fresh", "true\n")
+    assert run(root, "--settle", "30").returncode == 0
+    assert names(root / "inbox") == ["fresh"]
+    drain(root, "--settle", "0.5")
+    assert names(root / "complete") == ["fresh"]
+
+
+def test_twenty_runs_at_the_same_instant(root: Path, ledger: Path) -> None:
+    for i in range(10):
+        make_job(root, f"j{i:02}", ledger_job(ledger, str(i)))
+    procs = [
+        subprocess.Popen([*RECONCILE, "-r", str(root), "--slots", "10"], stderr=subprocess.PIPE, text=True) for _ in range(20)
+    ]
+    results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    assert results == [(0, "")] * 20
+    drain(root, "--slots", "10")
+    assert sorted(read_ledger(ledger), key=int) == [str(i) for i in range(10)]
+    assert (root / reconcile.LOG).read_text().count(": submitted as") == 10
+    assert names(root / "complete") == [f"j{i:02}" for i in range(10)]
+
+
+def test_watch_mode_sweeps_until_sigterm(root: Path, ledger: Path) -> None:
+    watch = subprocess.Popen([*RECONCILE, "-r", str(root), "-p", "0.2"], stderr=subprocess.PIPE, text=True)
+    try:
+        for n in ("a", "b"):
+            make_job(root, n, ledger_job(ledger, n))
+        deadline = time.monotonic() + 60
+        while names(root / "complete") != ["a", "b"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert names(root / "complete") == ["a", "b"]
+    finally:
+        watch.send_signal(signal.SIGTERM)
+        assert watch.wait(timeout=30) == 0
+    assert watch.stderr is not None and watch.stderr.read() == ""
+    assert sorted(read_ledger(ledger)) == ["a", "b"]
+
+
+def test_an_unreadable_record_is_reported_and_left_in_place(root: Path) -> None:
+    job = make_job(root, "a", "true\n", stage="pending")
+    (job / fs.RECORD).write_text("garbage")
+    result = run(root)
+    assert result.returncode == 1 and "unreadable job_submitted.json" in result.stderr
+    assert names(root / "pending") == ["a"]

@@ -1,0 +1,70 @@
+"""plan(): facts in, actions out. Table tests, no disk, no clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engines import Observation, State, Status, Submitted
+from reconcile import Adopt, Finish, InboxFolder, Launch, Note, PendingFolder, Reject, Submit, plan
+
+
+def rec(job_id: str, engine: str = "local") -> Submitted:
+    return Submitted(engine, job_id, 0.0, Path("/x"))
+
+
+def ready(*names: str) -> list[InboxFolder]:
+    return [InboxFolder(n, "ready") for n in names]
+
+
+def test_finished_jobs_move_and_failures_carry_the_engines_reason() -> None:
+    pending = [PendingFolder("a", rec("1")), PendingFolder("b", rec("2")), PendingFolder("c", rec("3"))]
+    obs = Observation({"1": Status(State.DONE), "2": Status(State.FAILED, "exit 3"), "3": Status(State.ACTIVE)})
+    assert plan(pending, obs, [], "local", 10) == [Finish("a"), Finish("b", "exit 3")]
+
+
+@pytest.mark.parametrize("status", [None, Status(State.UNKNOWN)])
+def test_a_job_not_reported_is_never_finished(status: Status | None) -> None:
+    obs = Observation({"1": status} if status else {})
+    actions = plan([PendingFolder("a", rec("1"))], obs, [], "local", 10)
+    assert len(actions) == 1 and isinstance(actions[0], Note) and not actions[0].problem
+
+
+def test_claimed_folders_are_adopted_waited_for_or_launched_first() -> None:
+    pending = [PendingFolder("a", None), PendingFolder("b", None), PendingFolder("c", None)]
+    obs = Observation(found={"a": "7"}, unsure=frozenset({"b"}), room=5)
+    actions = plan(pending, obs, ready("x", "y"), "local", 2)
+    assert actions == [Adopt("a", "7"), Launch("c"), Submit("x")]
+
+
+def test_inbox_in_given_order_up_to_the_batch_limit() -> None:
+    assert plan([], Observation(), ready("100", "110", "140"), "local", 2) == [Submit("100"), Submit("110")]
+
+
+def test_room_left_by_the_engine_limits_submissions() -> None:
+    assert plan([], Observation(room=1), ready("100", "110"), "local", 50) == [Submit("100")]
+    assert plan([], Observation(room=0), ready("100"), "local", 50) == []
+
+
+def test_bad_folders_are_rejected_without_using_room_and_waiting_ones_skipped() -> None:
+    inbox = [InboxFolder("a", "wait"), InboxFolder("b", "bad", "job.sh is empty."), *ready("c", "d")]
+    assert plan([], Observation(), inbox, "local", 1) == [Reject("b", "job.sh is empty."), Submit("c")]
+
+
+def test_inbox_is_consumed_lazily() -> None:
+    seen = []
+
+    def inbox():
+        for n in ("1", "2", "3", "4"):
+            seen.append(n)
+            yield InboxFolder(n, "ready")
+
+    plan([], Observation(), inbox(), "local", 2)
+    assert seen == ["1", "2"]
+
+
+def test_records_from_another_engine_and_unreadable_records_are_problems_not_moves() -> None:
+    pending = [PendingFolder("a", rec("1", engine="slurm")), PendingFolder("b", None, problem="unreadable")]
+    actions = plan(pending, Observation({"1": Status(State.DONE)}), [], "local", 10)
+    assert [type(a) for a in actions] == [Note, Note] and all(a.problem for a in actions)  # type: ignore[union-attr]
