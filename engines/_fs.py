@@ -25,8 +25,9 @@ _NAME_MAX = 255
 
 
 def crash_point(step: str) -> None:
-    """Test hook: with RECONCILE_CRASH_AT=step in the environment, die here as by kill -9."""
-    if os.environ.get("RECONCILE_CRASH_AT") == step:
+    """Test hook: with RECONCILE_CRASH_AT=step[,step...] in the environment, die here as by kill -9."""
+    if step in os.environ.get("RECONCILE_CRASH_AT", "").split(","):
+        os.write(2, f"crash point {step}\n".encode())
         os.kill(os.getpid(), signal.SIGKILL)
 
 
