@@ -1,0 +1,3 @@
+#!/bin/bash
+sleep 2
+echo "slept 2 s"
