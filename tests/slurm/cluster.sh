@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Install (apt-get, as root) and start a single-node Slurm cluster with accounting, for the tests.
+#   munged -> mariadbd -> slurmdbd -> slurmctld -> slurmd, each waited for before the next.
+# Idempotent: daemons already running are reused. `cluster.sh stop` stops them in reverse order.
+# Exit 0: the cluster answers sbatch, squeue and sacct. Exit 77: cannot be done here (no root, no apt).
+set -euo pipefail
+
+log() { printf 'cluster: %s\n' "$*" >&2; }
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2; shift 2
+  for _ in $(seq $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  log "$what did not come up within ${limit}s"; return 1
+}
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+if [ "${1:-}" = stop ]; then
+  for pidfile in /run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid; do
+    pid_alive "$pidfile" && kill "$(cat "$pidfile")" && while pid_alive "$pidfile"; do sleep 0.1; done
+  done
+  exit 0
+fi
+
+[ "$(id -u)" = 0 ] || { log "needs root to install and start Slurm"; exit 77; }
+if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null \
+   || ! command -v munged >/dev/null || ! command -v sbatch >/dev/null || ! command -v slurmd >/dev/null; then
+  command -v apt-get >/dev/null || { log "no apt-get: install Slurm, slurmdbd, munge and MariaDB by hand"; exit 77; }
+  log "installing Slurm, slurmdbd, munge and MariaDB from Debian's packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    slurmctld slurmd slurm-client slurmdbd munge mariadb-server >/dev/null
+fi
+
+host=$(hostname -s)
+dbpass=slurmtest
+mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge /run/mysqld /var/log/mysql
+chown slurm:slurm /var/spool/slurmctld /var/log/slurm
+chown munge:munge /run/munge
+chown mysql:mysql /run/mysqld /var/log/mysql
+
+# The node line comes from `slurmd -C`, widened to 8 CPUs so tests can run jobs side by side.
+mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n 1)
+cat > /etc/slurm/slurm.conf.new <<CONF
+ClusterName=testcluster
+SlurmctldHost=${host}(127.0.0.1)
+SlurmUser=slurm
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoreFlags=job_comment
+JobAcctGatherType=jobacct_gather/linux
+JobCompType=jobcomp/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+MailProg=/bin/true
+SchedulerParameters=batch_sched_delay=0
+MinJobAge=5
+KillWait=2
+SlurmdParameters=config_overrides
+NodeName=${host} NodeAddr=127.0.0.1 CPUs=8 Boards=1 SocketsPerBoard=1 CoresPerSocket=8 ThreadsPerCore=1 RealMemory=${mem:-1000} State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+cat > /etc/slurm/slurmdbd.conf.new <<CONF
+AuthType=auth/munge
+DbdHost=localhost
+SlurmUser=slurm
+PidFile=/run/slurmdbd.pid
+LogFile=/var/log/slurm/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=${dbpass}
+StorageLoc=slurm_acct_db
+CONF
+changed=0
+for f in slurm.conf slurmdbd.conf; do
+  if cmp -s "/etc/slurm/$f.new" "/etc/slurm/$f"; then rm "/etc/slurm/$f.new"; else mv "/etc/slurm/$f.new" "/etc/slurm/$f"; changed=1; fi
+done
+chown slurm:slurm /etc/slurm/slurmdbd.conf
+chmod 600 /etc/slurm/slurmdbd.conf
+if [ "$changed" = 1 ]; then "$0" stop; fi  # a new configuration: restart the Slurm daemons
+
+if ! (munge -n | unmunge) >/dev/null 2>&1; then
+  log "starting munged"
+  runuser -u munge -- /usr/sbin/munged
+  wait_for 10 munged sh -c 'munge -n | unmunge'
+fi
+if ! mariadb-admin ping >/dev/null 2>&1; then
+  log "starting mariadbd"
+  setsid -f /usr/sbin/mariadbd --user=mysql >/var/log/mysql/mariadbd.out 2>&1 </dev/null
+  wait_for 30 mariadbd mariadb-admin ping
+fi
+mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+  CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '${dbpass}';
+  GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
+if ! pid_alive /run/slurmdbd.pid; then
+  log "starting slurmdbd"
+  /usr/sbin/slurmdbd
+fi
+wait_for 30 slurmdbd sacctmgr -n show cluster
+if ! pid_alive /run/slurmctld.pid; then
+  log "starting slurmctld"
+  /usr/sbin/slurmctld
+fi
+wait_for 30 slurmctld scontrol ping
+if ! pid_alive /run/slurmd.pid; then
+  log "starting slurmd"
+  /usr/sbin/slurmd
+fi
+wait_for 30 "an idle node" sh -c 'sinfo -h -o %t | grep -Eq "idle|mix|alloc"'
+wait_for 30 "the cluster in accounting" sh -c 'sacctmgr -n -P show cluster format=cluster | grep -q testcluster'
+log "ready: $(sinfo -h -o '%P %D %t %c CPUs')"
