@@ -27,8 +27,16 @@ STAGES = ("inbox", "pending", "complete")
 CONFIG = "reconcile.json"  # engine and options recorded by --setup
 LOG = "reconcile.log"
 LOCK = ".reconcile.lock"
-RECORDED = ("engine", "batch_limit", "slots", "settle")
-DEFAULTS: dict[str, object] = {"engine": "local", "batch_limit": 50, "slots": None, "settle": 5.0}
+RECORDED = ("engine", "batch_limit", "slots", "settle", "max_queued", "lookback")
+DEFAULTS: dict[str, object] = {
+    "engine": "local",
+    "batch_limit": 50,
+    "slots": None,
+    "settle": 5.0,
+    "max_queued": None,
+    "lookback": "7d",
+}
+GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class Options:
     batch_limit: int
     slots: int
     settle: float
+    max_queued: int | None
+    lookback: str
 
 
 class UsageError(Exception):
@@ -104,6 +114,7 @@ def plan(
     inbox: Iterable[InboxFolder],
     engine: str,
     batch_limit: int,
+    now: float = 0.0,
 ) -> list[Action]:
     """Decide every action of one sweep. Pure: facts in, actions out; `inbox` is consumed only as far as needed."""
     actions: list[Action] = []
@@ -128,7 +139,9 @@ def plan(
         else:
             status = obs.statuses.get(p.record.job_id)
             if status is None or status.state is State.UNKNOWN:
-                actions.append(Note(p.name, f"job {p.record.job_id} not reported by the {engine} engine; waiting"))
+                late = now - p.record.submitted > GRACE
+                message = f"job {p.record.job_id} not reported by the {engine} engine; waiting"
+                actions.append(Note(p.name, message + (" (for a long time now: check it)" if late else ""), problem=late))
             elif status.state is State.DONE:
                 actions.append(Finish(p.name))
             elif status.state is State.FAILED:
@@ -221,6 +234,7 @@ def _names(folder: Path) -> list[str]:
 class Sweep:
     def __init__(self, root: Path, engine: Engine, log: Log, stop: StopFlag) -> None:
         self.root, self.engine, self.log, self.stop = root, engine, log, stop
+        self.refused = False
 
     def apply(self, actions: Sequence[Action]) -> int:
         """Carry out each action on its own: one broken folder never stops the others. Returns problems."""
@@ -229,6 +243,8 @@ class Sweep:
             if self.stop.requested:
                 self.log.info("stop requested: leaving the rest for the next run")
                 break
+            if self.refused and isinstance(action, (Submit, Launch)):
+                continue  # the batch system just said "not now": don't ask again this run
             problems += isinstance(action, Note) and action.problem
             try:
                 getattr(self, "_" + type(action).__name__.lower())(action)
@@ -258,6 +274,7 @@ class Sweep:
             if e.permanent:
                 self._finish(Finish(name, f"The {self.engine.name} engine refused the job: {e}"))
             else:
+                self.refused = True
                 back = fs.move(path, self.root / "inbox", origin)
                 self.log.info(f"{show(name)}: not submitted, will try again next run ({e}); back in inbox as {show(back.name)}")
             return
@@ -402,6 +419,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="submit a folder only once nothing in it changed for this long (default 5)",
     )
+    p.add_argument(
+        "--max-queued", type=_positive, metavar="N", help="slurm: submit only while this user has fewer than N jobs queued"
+    )
+    p.add_argument("--lookback", metavar="WHEN", help="slurm: how far back sacct may look, e.g. 36h, 7d or a date (default 7d)")
     p.add_argument("--dry-run", action="store_true", help="print what a sweep would do, do nothing")
     p.add_argument(
         "-p", "--period", type=_seconds, metavar="SECONDS", help="watch mode: sweep every SECONDS until Ctrl-C or SIGTERM"
@@ -453,14 +474,24 @@ def options(args: argparse.Namespace, root: Path) -> Options:
         slots = merged["slots"]
         if slots is None:
             slots = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return Options(engine, int(merged["batch_limit"]), int(slots), float(merged["settle"]))
+        max_queued = merged["max_queued"]
+        opts = Options(
+            engine,
+            int(merged["batch_limit"]),
+            int(slots),
+            float(merged["settle"]),
+            None if max_queued is None else int(max_queued),
+            str(merged["lookback"]),
+        )
+        engines.load(opts.engine, **vars(opts))  # a bad engine option is a usage error, before any work
+        return opts
     except (ValueError, TypeError) as e:
         raise UsageError(f"{e} (recorded in {root / CONFIG}); fix it or run -s again") from None
 
 
 def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -> int:
     """One run: 0 when all went well, 1 when something needs a person."""
-    engine = engines.load(opts.engine, slots=opts.slots)
+    engine = engines.load(opts.engine, **vars(opts))
     log = Log(root, args.verbose)
     lock = None
     if not args.dry_run:
@@ -483,8 +514,12 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
         except EngineError as e:
             log.problem(f"cannot ask the {engine.name} engine, nothing done this run: {e}")
             return 1
+        for note in obs.notes:
+            log.info(note)
+        for problem in obs.problems:
+            log.problem(problem)
         inbox = scan_inbox(root, waiting, opts.settle, time.time())
-        actions = plan(pending, obs, inbox, engine.name, opts.batch_limit)
+        actions = plan(pending, obs, inbox, engine.name, opts.batch_limit, time.time())
         if args.dry_run:
             for action in actions:
                 print(describe(action))

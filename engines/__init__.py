@@ -50,6 +50,8 @@ class Observation:
     found: dict[str, str] = field(default_factory=dict)
     unsure: frozenset[str] = frozenset()
     room: int | None = None
+    notes: tuple[str, ...] = ()  # for the log
+    problems: tuple[str, ...] = ()  # for the log and stderr: a person should look
 
 
 class EngineError(Exception):

@@ -18,8 +18,9 @@ EXIT_RECORD = "job_exit.json"  # local engine: the wrapper's exit status
 OUTPUT = "job_output.txt"  # local engine: stdout and stderr of job.sh
 ERROR = "job_error.txt"  # why a job failed; absent for a success
 RUN_LOCK = "job_lock"  # local engine: held (flock) by every process of a running job
+CLAIM = "job_claim.json"  # slurm engine: written just before sbatch, to find a job whose id was never recorded
 HISTORY = "job_history"  # helper files of earlier runs of a folder, in numbered subfolders
-HELPERS = (RECORD, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK)
+HELPERS = (RECORD, CLAIM, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK)
 
 _NAME_MAX = 255
 
