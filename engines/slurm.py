@@ -118,7 +118,7 @@ def parse_rows(text: str, squeue: bool) -> list[Row]:
     line: a line that does not start with a job id belongs to the row before it.
     """
     lines: list[str] = []
-    for line in text.split("\n"):
+    for line in text.rstrip("\n").split("\n"):
         if _ROW_START.match(line) or not lines:
             lines.append(line)
         else:
@@ -300,7 +300,7 @@ class SlurmEngine:
                 accounted = self._query(self._sacct_argv(jobs, claims, now), False)
             except EngineError as e:
                 if "accounting storage is disabled" in str(e).lower():
-                    accounting = False
+                    accounting = False  # accounted stays None: nothing absent from squeue is ruled out
                     notes.append("Slurm accounting is disabled: outcomes come from squeue alone (see README)")
                 else:
                     problems.append(f"sacct failed; jobs that left the queue wait for it: {e}")
@@ -322,8 +322,13 @@ class SlurmEngine:
             match = _match(path, claim, [r for r in queued + (accounted or []) if r.base not in recorded])
             if match:
                 found[path.name] = match
-            elif (accounted is None and accounting) or now - claim[1] < TIMEOUT + 30:
-                unsure.add(path.name)  # cannot rule it out yet
+            elif accounted is None or now - claim[1] < TIMEOUT + 30:
+                unsure.add(path.name)  # cannot rule a submission out yet
+                if not accounting and now - claim[1] >= TIMEOUT + 30:
+                    problems.append(
+                        f"{path.name}: cannot tell whether it was submitted (accounting is off and Slurm no longer lists it); "
+                        "check its output, then move it to complete/ or back to inbox/ by hand"
+                    )
         room = None
         if self.max_queued is not None:
             room = self.max_queued - sum(task_count(r.job_id) for r in queued if r.word in ACTIVE)

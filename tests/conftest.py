@@ -68,3 +68,34 @@ def ledger(tmp_path: Path) -> Path:
 
 def read_ledger(ledger: Path) -> list[str]:
     return ledger.read_text().splitlines() if ledger.exists() else []
+
+
+CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
+
+
+def start_cluster() -> None:
+    """Start (or reuse) the real single-node Slurm cluster; skip where it cannot run, but never in CI."""
+    import shutil
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    result = subprocess.run(["bash", str(CLUSTER_SCRIPT)], capture_output=True, text=True, timeout=900)
+    if result.returncode == 0:
+        return
+    reason = (result.stderr.strip().splitlines() or ["cluster.sh failed"])[-1]
+    if os.environ.get("CI") == "true" or result.returncode != 77:
+        pytest.fail(f"the Slurm test cluster did not start: {reason}\n{result.stderr}")
+    pytest.skip(f"Slurm tests need root and apt-get to start a cluster: {reason}")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> None:
+    start_cluster()
+
+
+@pytest.fixture
+def slurm_root(tmp_path: Path, cluster: None) -> Path:
+    r = tmp_path / "root"
+    result = run(r, "-s", "-e", "slurm", "--settle", "0")
+    assert result.returncode == 0, result.stderr
+    return r

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install (apt-get, as root) and start a single-node Slurm cluster with accounting, for the tests.
 #   munged -> mariadbd -> slurmdbd -> slurmctld -> slurmd, each waited for before the next.
-# Idempotent: daemons already running are reused. `cluster.sh stop` stops them in reverse order.
+# Idempotent: daemons already running are reused. `cluster.sh stop` stops the Slurm daemons in reverse
+# order; `cluster.sh stop-all` stops munged and mariadbd as well.
 # Exit 0: the cluster answers sbatch, squeue and sacct. Exit 77: cannot be done here (no root, no apt).
 set -euo pipefail
 
@@ -13,9 +14,11 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 }
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-if [ "${1:-}" = stop ]; then
-  for pidfile in /run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid; do
-    pid_alive "$pidfile" && kill "$(cat "$pidfile")" && while pid_alive "$pidfile"; do sleep 0.1; done
+if [ "${1:-}" = stop ] || [ "${1:-}" = stop-all ]; then  # stop-all: munged and mariadbd too
+  pidfiles="/run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid"
+  [ "$1" = stop-all ] && pidfiles="$pidfiles /run/munge/munged.pid /run/mysqld/mysqld.pid"
+  for pidfile in $pidfiles; do
+    if pid_alive "$pidfile"; then kill "$(cat "$pidfile")"; while pid_alive "$pidfile"; do sleep 0.1; done; fi
   done
   exit 0
 fi

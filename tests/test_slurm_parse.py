@@ -1,0 +1,142 @@
+"""Pure Slurm parsers against output captured from a real Slurm 22.05 (tests/slurm/capture.sh).
+
+Each fixture's first line is the command that produced it; the rest is what it printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engines import State
+from engines.slurm import (
+    Row,
+    base_id,
+    decide,
+    exit_text,
+    is_transient,
+    parse_lookback,
+    parse_rows,
+    parse_sbatch_id,
+    task_count,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+def captured(name: str) -> str:
+    text = (DATA / f"slurm-22.05.8-{name}.txt").read_text()
+    return text.split("\n", 1)[1]
+
+
+def by_comment(rows: list[Row]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        out.setdefault(r.comment.removeprefix("jobroot-") if r.comment else r.workdir.rsplit("/", 1)[-1], []).append(r)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sacct() -> dict[str, list[Row]]:
+    return by_comment(parse_rows(captured("sacct"), squeue=False))
+
+
+def test_sacct_rows_and_their_verdicts(sacct: dict[str, list[Row]]) -> None:
+    def verdict(name: str) -> tuple[State, str]:
+        rows = sacct[name]
+        status = decide(rows[0].base, [], rows)
+        return status.state, status.reason.split("\n", 1)[0]
+
+    assert verdict("ok") == (State.DONE, "")
+    assert verdict("three")[0] is State.FAILED and verdict("three")[1].endswith("FAILED with exit code 3.")
+    assert verdict("signal")[1].endswith("FAILED with signal 9 (SIGKILL).")
+    assert verdict("cancelled")[1].endswith("CANCELLED by uid 0.")
+    assert verdict("timeout")[1].endswith("TIMEOUT: it reached its time limit.")
+    state, head = verdict("array")
+    assert state is State.FAILED and "1 of 3 tasks" in head and "_2 FAILED with exit code 4" in head
+    assert verdict("new\nline") == (State.DONE, "")  # a newline in the folder name continues the row
+    assert verdict("pipe-name") == (State.DONE, "")
+
+
+def test_sacct_failure_reason_quotes_the_lines(sacct: dict[str, list[Row]]) -> None:
+    reason = decide(sacct["three"][0].base, [], sacct["three"]).reason
+    lines = reason.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("sacct: ") and "FAILED | 3:0" in lines[1]
+
+
+def test_squeue_rows(tmp_path: Path) -> None:
+    rows = parse_rows(captured("squeue"), squeue=True)
+    assert rows and all(r.exit_code == "" and r.submit for r in rows)
+    states = {r.word for r in rows}
+    assert "PENDING" in states or "RUNNING" in states
+    pending_array = [r for r in rows if r.comment == "jobroot-pending-array"]
+    assert pending_array and all("_" in r.job_id for r in pending_array)  # --array: one line per task
+
+
+def test_active_states_are_never_finished() -> None:
+    for state in (
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "COMPLETING",
+        "CONFIGURING",
+        "SUSPENDED",
+        "RESIZING",
+        "STAGE_OUT",
+    ):
+        row = Row("5", state, "0:0", 1.0, None, "", "/w", "")
+        assert decide("5", [], [row]).state is State.UNKNOWN  # sacct says running but the queue does not: wait
+        assert decide("5", [row], [row]).state is State.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "expected"),
+    [
+        ("OUT_OF_MEMORY", "0:125", "OUT_OF_MEMORY: it used more memory than it asked for"),
+        ("NODE_FAIL", "0:0", "NODE_FAIL: its node failed"),
+        ("PREEMPTED", "0:0", "PREEMPTED: it was preempted and not requeued"),
+        ("DEADLINE", "0:0", "DEADLINE: it could not finish before its deadline"),
+        ("BOOT_FAIL", "0:0", "BOOT_FAIL: its node failed to boot"),
+        ("FAILED", "0:0", "FAILED with exit code 0"),
+    ],
+)
+def test_failure_states_even_with_exit_code_zero(state: str, code: str, expected: str) -> None:
+    # Rows built in sacct's format (these states cannot be produced on a one-node test cluster).
+    status = decide("9", [], [Row("9", state, code, 1.0, 2.0, "", "/w", f"9|{state}|{code}")])
+    assert status.state is State.FAILED and status.reason.splitlines()[0] == f"Slurm reports job 9 {expected}."
+
+
+def test_a_finished_job_still_in_squeue() -> None:
+    done = Row("5", "COMPLETED", "", 1.0, None, "", "/w", "")
+    failed = Row("6", "FAILED", "", 1.0, None, "", "/w", "")
+    assert decide("5", [done], None).state is State.DONE  # the controller's word suffices for success
+    assert decide("6", [failed], None).state is State.ACTIVE  # a failure waits for sacct's exit code ...
+    assert decide("6", [failed], [], accounting=False).state is State.FAILED  # ... unless there is no accounting
+    assert decide("7", [], []).state is State.UNKNOWN and decide("7", [], None).state is State.UNKNOWN
+
+
+def test_sbatch_ids_and_refusals() -> None:
+    assert parse_sbatch_id("42\n") == "42" and parse_sbatch_id("42;cluster\n") == "42"
+    assert parse_sbatch_id("") is None and parse_sbatch_id("Submitted batch job 42\n") is None
+    for name in ("invalid-partition", "no-shebang", "unknown-option", "dos"):
+        text = captured(f"sbatch-{name}")
+        assert text.strip() and not is_transient(text), name
+    assert "Invalid partition name specified" in captured("sbatch-invalid-partition")
+    assert is_transient("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)")
+
+
+def test_ids_and_tasks() -> None:
+    assert [base_id(i) for i in ("123", "123_4", "123_[5-9%2]", "123+1", "123.batch")] == ["123"] * 5
+    assert [task_count(i) for i in ("123", "123_4", "123_[5-9%2]", "123_[1,3,5-7]")] == [1, 1, 5, 5]
+    assert exit_text("3:0") == "exit code 3" and exit_text("0:15") == "signal 15 (SIGTERM)"
+
+
+def test_lookback() -> None:
+    now = 1_000_000.0
+    assert parse_lookback("36h", now) == now - 36 * 3600
+    assert parse_lookback("7d", now) == now - 7 * 86400
+    assert parse_lookback("2026-11-01", now) > 0
+    with pytest.raises(ValueError):
+        parse_lookback("soon", now)
