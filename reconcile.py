@@ -524,7 +524,7 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
             for action in actions:
                 print(describe(action))
             return 0
-        return 1 if Sweep(root, engine, log, stop).apply(actions) else 0
+        return 1 if Sweep(root, engine, log, stop).apply(actions) or obs.problems else 0
     finally:
         if lock is not None:
             lock.release()
