@@ -44,11 +44,23 @@ def job_id_of(root: Path, name: str) -> str:
 
 
 def jobs_with_workdir(workdir: Path) -> list[str]:
-    """Every job Slurm accounting holds whose working directory is workdir (or was, before a move)."""
-    out = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "--starttime=now-1hour", "--format=JobID,WorkDir"], capture_output=True, text=True, timeout=60
-    ).stdout
-    return [line.split("|")[0] for line in out.splitlines() if line.split("|", 1)[1:] == [str(workdir)]]
+    """Every job Slurm accounting holds whose working directory is workdir (or was, before a move).
+
+    A COMPLETED job can be finished from squeue's word before slurmdbd has it: wait for accounting.
+    """
+    for _ in range(60):
+        out = subprocess.run(
+            ["sacct", "-X", "-n", "-P", "--starttime=now-1hour", "--format=JobID,State,WorkDir"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        rows = [line.split("|", 2) for line in out.splitlines()]
+        mine = [r for r in rows if r[2:] == [str(workdir)]]
+        if mine and all(r[1] == "COMPLETED" for r in mine):
+            return [r[0] for r in mine]
+        time.sleep(0.5)
+    pytest.fail(f"accounting never showed a finished job for {workdir}")
 
 
 def stop_daemon(name: str) -> None:
@@ -142,14 +154,18 @@ def test_kill_right_after_sbatch_returns_never_submits_twice(slurm_root: Path, l
     for _ in range(2):
         result = run(slurm_root, env={"RECONCILE_CRASH_AT": "launched"})
         assert result.returncode == -9 and "crash point launched" in result.stderr
+    # Run 1 died right after submitting owncomment; run 2 adopted it (by work directory: the user's
+    # own comment is kept), then died right after submitting token (to be adopted by its comment token).
     assert sorted(os.listdir(slurm_root / "pending")) == ["owncomment", "token"]
-    assert not any((slurm_root / "pending" / n / fs.RECORD).exists() for n in ("token", "owncomment"))
+    assert (slurm_root / "pending" / "owncomment" / fs.RECORD).exists()
+    assert not (slurm_root / "pending" / "token" / fs.RECORD).exists()
     drain(slurm_root)
     assert sorted(read_ledger(ledger)) == ["own", "token"]
     for name in ("token", "owncomment"):
         assert len(jobs_with_workdir(slurm_root / "pending" / name)) == 1, f"{name} was submitted twice"
         assert error_of(slurm_root, name) is None
-    assert "found running" in (slurm_root / "reconcile.log").read_text()
+    log = (slurm_root / "reconcile.log").read_text()
+    assert "owncomment: found running" in log and "token: found running" in log
 
 
 def test_max_queued_counts_every_job_of_the_user(slurm_root: Path, tmp_path: Path) -> None:
@@ -161,13 +177,18 @@ def test_max_queued_counts_every_job_of_the_user(slurm_root: Path, tmp_path: Pat
     try:
         for n in "abcd":
             make_job(slurm_root, n, wait)
-        run(slurm_root, "--max-queued", "3")
-        run(slurm_root, "--max-queued", "3")
+        # Every queued job of this user counts: the outside one, and any other test's still running.
+        queued = subprocess.run(
+            ["squeue", "-h", "-r", "-u", "root", "-t", "PD,R,CG,CF,S"], capture_output=True, text=True, timeout=60
+        )
+        limit = str(len(queued.stdout.splitlines()) + 2)
+        assert run(slurm_root, "--max-queued", limit).returncode == 0
+        assert run(slurm_root, "--max-queued", limit).returncode == 0
         assert sorted(os.listdir(slurm_root / "pending")) == ["a", "b"]
         assert sorted(os.listdir(slurm_root / "inbox")) == ["c", "d"]
     finally:
         go.touch()
-    drain(slurm_root, "--max-queued", "3")
+    drain(slurm_root, "--max-queued", limit)
     assert sorted(os.listdir(slurm_root / "complete")) == ["a", "b", "c", "d"]
 
 
