@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO, Union
 
 import engines
+import jobstatus as st
 from engines import Engine, EngineError, Observation, State, SubmitRefused, Submitted, SubmitUnknown
 from engines import _fs as fs
+from jobstatus import show
 
 __version__ = "1.0.0"
 
@@ -37,6 +39,9 @@ DEFAULTS: dict[str, object] = {
     "lookback": "7d",
 }
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
+CANCELLED = "The job was cancelled at the user's request (a file named cancel is in its folder)."
+LOG_MAX = 10 * 1024 * 1024  # bytes; then reconcile.log becomes reconcile.log.1
+LEVELS = {"debug": 10, "info": 20, "error": 40}
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class PendingFolder:
     name: str
     record: Submitted | None  # None: claimed, submission not yet recorded
     problem: str = ""  # the record could not be read
+    cancel: bool = False  # the user put a file named cancel into the folder
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,12 @@ class Finish:  # pending -> complete; reason set for a failure
 
 
 @dataclass(frozen=True)
+class Cancel:  # the user asked: tell the engine; the folder moves once the job has ended
+    name: str
+    record: Submitted
+
+
+@dataclass(frozen=True)
 class Reject:  # inbox -> complete with job_error.txt, never submitted
     name: str
     reason: str
@@ -105,7 +117,7 @@ class Note:  # nothing to do but say so; problem=True goes to stderr too
     problem: bool = False
 
 
-Action = Union[Submit, Launch, Adopt, Finish, Reject, Note]
+Action = Union[Submit, Launch, Adopt, Finish, Cancel, Reject, Note]
 
 
 def plan(
@@ -125,7 +137,11 @@ def plan(
         elif p.record is None:
             if p.name in obs.found:
                 actions.append(Adopt(p.name, obs.found[p.name]))
-            elif p.name not in obs.unsure:
+            elif p.name in obs.unsure:
+                pass
+            elif p.cancel:
+                actions.append(Finish(p.name, "The job was cancelled at the user's request before it was submitted."))
+            else:
                 actions.append(Launch(p.name))
                 starts += 1
         elif p.record.engine != engine:
@@ -138,14 +154,16 @@ def plan(
             )
         else:
             status = obs.statuses.get(p.record.job_id)
-            if status is None or status.state is State.UNKNOWN:
+            if p.cancel and status is not None and status.state is State.ACTIVE:
+                actions.append(Cancel(p.name, p.record))
+            elif status is None or status.state is State.UNKNOWN:
                 late = now - p.record.submitted > GRACE
                 message = f"job {p.record.job_id} not reported by the {engine} engine; waiting"
                 actions.append(Note(p.name, message + (" (for a long time now: check it)" if late else ""), problem=late))
             elif status.state is State.DONE:
                 actions.append(Finish(p.name))
             elif status.state is State.FAILED:
-                actions.append(Finish(p.name, status.reason))
+                actions.append(Finish(p.name, f"{CANCELLED}\n{status.reason}" if p.cancel else status.reason))
     room = batch_limit - starts
     if obs.room is not None:
         room = min(room, obs.room - starts)
@@ -171,10 +189,11 @@ def scan_pending(root: Path) -> list[PendingFolder]:
         path = root / "pending" / name
         if not path.is_dir() or path.is_symlink():
             continue
+        cancel = os.path.lexists(path / st.CANCEL)
         try:
-            found.append(PendingFolder(name, fs.read_record(path)))
+            found.append(PendingFolder(name, fs.read_record(path), cancel=cancel))
         except ValueError as e:
-            found.append(PendingFolder(name, None, problem=str(e)))
+            found.append(PendingFolder(name, None, problem=str(e), cancel=cancel))
     return found
 
 
@@ -183,10 +202,10 @@ def scan_inbox(root: Path, names: Sequence[str], settle: float, now: float) -> I
     for name in names:
         path = root / "inbox" / name
         try:
-            st = os.lstat(path)
+            info = os.lstat(path)
         except OSError:
             continue
-        if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISDIR(info.st_mode):
             continue  # plain files and links are not jobs
         yield inspect(path, settle, now)
 
@@ -195,8 +214,10 @@ def inspect(path: Path, settle: float, now: float) -> InboxFolder:
     """Is this inbox folder ready to submit, not ready yet, or never runnable (and why)?"""
     name = path.name
     script = path / "job.sh"
+    if os.path.lexists(path / st.HOLD):
+        return InboxFolder(name, "wait", "held")
     try:
-        st = os.lstat(script)
+        info = os.lstat(script)
     except FileNotFoundError:
         return InboxFolder(name, "wait", "no job.sh yet")
     except OSError as e:
@@ -207,13 +228,13 @@ def inspect(path: Path, settle: float, now: float) -> InboxFolder:
     except OSError:
         return InboxFolder(name, "wait", "vanished")
     kind = stat
-    if kind.S_ISLNK(st.st_mode):
+    if kind.S_ISLNK(info.st_mode):
         return InboxFolder(name, "bad", "job.sh is a symbolic link; put a regular file named job.sh in the folder.")
-    if kind.S_ISDIR(st.st_mode):
+    if kind.S_ISDIR(info.st_mode):
         return InboxFolder(name, "bad", "job.sh is a directory, not a script.")
-    if not kind.S_ISREG(st.st_mode):
+    if not kind.S_ISREG(info.st_mode):
         return InboxFolder(name, "bad", "job.sh is not a regular file.")
-    if st.st_size == 0:
+    if info.st_size == 0:
         return InboxFolder(name, "bad", "job.sh is empty.")
     try:
         with open(script, "rb") as f:
@@ -235,6 +256,8 @@ class Sweep:
     def __init__(self, root: Path, engine: Engine, log: Log, stop: StopFlag) -> None:
         self.root, self.engine, self.log, self.stop = root, engine, log, stop
         self.refused = False
+        self.started: dict[str, Submitted] = {}  # pending name -> what this run submitted or adopted
+        self.ended: list[st.Entry] = []  # what this run moved to complete/
 
     def apply(self, actions: Sequence[Action]) -> int:
         """Carry out each action on its own: one broken folder never stops the others. Returns problems."""
@@ -282,12 +305,16 @@ class Sweep:
             self.log.problem(f"{show(name)}: submission uncertain ({e}); the next run will find out")
             return
         fs.crash_point("launched")
-        fs.write_record(path, self.engine.name, job_id, time.time())
+        now = time.time()
+        fs.write_record(path, self.engine.name, job_id, now)
+        self.started[name] = Submitted(self.engine.name, job_id, now, path)
         self.log.info(f"{show(name)}: submitted as {self.engine.name} job {job_id}")
         fs.crash_point("recorded")
 
     def _adopt(self, a: Adopt) -> None:
-        fs.write_record(self.root / "pending" / a.name, self.engine.name, a.job_id, time.time())
+        now = time.time()
+        fs.write_record(self.root / "pending" / a.name, self.engine.name, a.job_id, now)
+        self.started[a.name] = Submitted(self.engine.name, a.job_id, now, self.root / "pending" / a.name)
         fs.crash_point("adopted")
         self.log.info(f"{show(a.name)}: found running as {self.engine.name} job {a.job_id}; recorded")
 
@@ -299,7 +326,9 @@ class Sweep:
         fs.crash_point("error-written")
         dest = fs.move(path, self.root / "complete", a.name)
         fs.crash_point("completed")
-        outcome = "failed: " + a.reason.splitlines()[0] if a.reason else "done"
+        first = a.reason.splitlines()[0] if a.reason else ""
+        self.ended.append(st.Entry(dest.name, "failed" if a.reason else "done", "", time.time(), first))
+        outcome = "failed: " + first if a.reason else "done"
         self.log.info(f"{show(a.name)}: {outcome} -> complete/{show(dest.name)}")
 
     def _reject(self, a: Reject) -> None:
@@ -309,7 +338,12 @@ class Sweep:
         fs.remove_temp_files(path)
         fs.crash_point("rejection-written")
         dest = fs.move(path, self.root / "complete", a.name)
+        self.ended.append(st.Entry(dest.name, "failed", "", time.time(), f"Not submitted: {a.reason}"))
         self.log.info(f"{show(a.name)}: not submitted: {a.reason} -> complete/{show(dest.name)}")
+
+    def _cancel(self, a: Cancel) -> None:
+        self.engine.cancel([a.record])
+        self.log.info(f"{show(a.name)}: cancel requested; asked the {self.engine.name} engine to end job {a.record.job_id}")
 
     def _note(self, a: Note) -> None:
         (self.log.problem if a.problem else self.log.info)(f"{show(a.name)}: {a.message}")
@@ -328,35 +362,39 @@ def describe(action: Action) -> str:
         return f"move pending/{n} to complete/" + (
             f" with job_error.txt: {action.reason.splitlines()[0]}" if action.reason else ""
         )
+    if isinstance(action, Cancel):
+        return f"cancel job {action.record.job_id} of pending/{n} (a file named cancel is in it)"
     if isinstance(action, Reject):
         return f"move inbox/{n} to complete/ with job_error.txt: {action.reason}"
     return f"{n}: {action.message}"
-
-
-def show(name: str) -> str:
-    """A folder name safe to print on one line: control characters and undecodable bytes escaped."""
-    if name.isprintable():
-        return name
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 # ---------------------------------------------------------------- log, stop, config
 
 
 class Log:
-    def __init__(self, root: Path, verbose: bool) -> None:
-        self.path, self.verbose = root / LOG, verbose
+    """Timestamped lines in ROOT/reconcile.log (rotated by size); problems also on stderr."""
+
+    def __init__(self, root: Path, verbose: bool = False, level: str = "info") -> None:
+        self.path, self.verbose, self.level = root / LOG, verbose, LEVELS[level]
         self._file: TextIO | None = None
 
     def _write(self, level: str, message: str) -> None:
+        if LEVELS[level.lower()] < self.level:
+            return
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {level} {message}\n"
         try:
             if self._file is None:
+                if _size(self.path) > LOG_MAX:
+                    os.replace(self.path, self.path.with_name(LOG + ".1"))  # one old log kept
                 self._file = open(self.path, "a", encoding="utf-8", errors="backslashreplace")
             self._file.write(line)
             self._file.flush()
         except OSError as e:
             print(f"reconcile: cannot write {self.path}: {e.strerror}", file=sys.stderr)
+
+    def debug(self, message: str) -> None:
+        self._write("DEBUG", message)
 
     def info(self, message: str) -> None:
         self._write("INFO", message)
@@ -366,6 +404,13 @@ class Log:
     def problem(self, message: str) -> None:
         self._write("ERROR", message)
         print(f"reconcile: {message}", file=sys.stderr)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 class StopFlag:
@@ -399,36 +444,65 @@ def setup(root: Path, given: dict[str, object]) -> None:
 # ---------------------------------------------------------------- command line
 
 
+DESCRIPTION = """\
+Move job folders through a root: ROOT/inbox/NAME/job.sh -> ROOT/pending/NAME -> ROOT/complete/NAME.
+
+One run is one sweep: it takes a lock in the root, asks the batch system once about every pending job,
+moves ended jobs to complete/ (a failed one with job_error.txt saying why), and submits waiting
+folders from inbox/ in byte order of their names. Run it every minute from cron, or with -p.
+"""
+
+EPILOG = """\
+files in a job folder:
+  job.sh              the job (required); every other file travels with it
+  hold                in an inbox/ folder: keep it waiting until the file is removed
+  cancel              in a pending/ folder: cancel the job; it lands in complete/ with job_error.txt
+  job_error.txt       why the job failed (absent for a success)
+  job_*               other helper files: see README
+
+files in the root:
+  reconcile.json      the engine and options recorded by --setup
+  reconcile.log       one timestamped line per action (rotated at 10 MiB to reconcile.log.1)
+  status.txt          what is waiting, running and recently ended, rewritten by every run
+  status.json         the same for scripts
+
+examples:
+  reconcile -r ~/jobs -s -e slurm --max-queued 400     set up a root for Slurm
+  reconcile -r ~/jobs                                   one sweep (what cron runs)
+  reconcile -r ~/jobs --dry-run                         what would a sweep do?
+  reconcile -r ~/jobs --status                          a table of every job and its state
+  touch ~/jobs/pending/run-042/cancel                   cancel a job
+  reconcile -r ~/jobs --retry-failed                    move every failed folder back to inbox/
+  reconcile -r ~/jobs -p 60                             sweep every minute until Ctrl-C
+
+exit status:
+  0  all went well (or another run holds the lock)
+  1  something needs a person; it was said on stderr
+  2  bad command line, missing root, root not set up, unknown engine
+"""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="reconcile",
-        description="Move job folders inbox/ -> pending/ -> complete/, submitting them to a batch system.",
-        epilog="Examples:\n  reconcile -r ~/jobs -s -e slurm     set up a root\n"
-        "  reconcile -r ~/jobs                 one sweep (what cron runs)\n"
-        "  reconcile -r ~/jobs --dry-run       show what a sweep would do",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="reconcile", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("-r", "--root", required=True, type=Path, help="the job root (holds inbox/, pending/, complete/)")
-    p.add_argument("-s", "--setup", action="store_true", help="create the folders and record the engine and options given")
-    p.add_argument("-e", "--engine", help="local or slurm (also engines.LocalEngine, engines.SlurmEngine)")
-    p.add_argument("--batch-limit", type=_count, metavar="N", help="submit at most N jobs per run (default 50)")
-    p.add_argument("--slots", type=_positive, metavar="N", help="local engine: at most N jobs at once (default: CPU count)")
-    p.add_argument(
-        "--settle",
-        type=_seconds,
-        metavar="SECONDS",
-        help="submit a folder only once nothing in it changed for this long (default 5)",
-    )
-    p.add_argument(
-        "--max-queued", type=_positive, metavar="N", help="slurm: submit only while this user has fewer than N jobs queued"
-    )
-    p.add_argument("--lookback", metavar="WHEN", help="slurm: how far back sacct may look, e.g. 36h, 7d or a date (default 7d)")
-    p.add_argument("--dry-run", action="store_true", help="print what a sweep would do, do nothing")
-    p.add_argument(
-        "-p", "--period", type=_seconds, metavar="SECONDS", help="watch mode: sweep every SECONDS until Ctrl-C or SIGTERM"
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="also print each action on stderr")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add = p.add_argument
+    add("-r", "--root", required=True, type=Path, help="the job root (holds inbox/, pending/, complete/)")
+    add("-s", "--setup", action="store_true", help="create the folders; record the engine and the options given")
+    add("-e", "--engine", help="local or slurm (also engines.LocalEngine, engines.SlurmEngine)")
+    add("--batch-limit", type=_count, metavar="N", help="submit at most N jobs per run (default 50)")
+    add("--slots", type=_positive, metavar="N", help="local: at most N jobs at once (default: the CPU count)")
+    add("--settle", type=_seconds, metavar="SECONDS", help="submit a folder once nothing in it changed for this long (default 5)")
+    add("--max-queued", type=_positive, metavar="N", help="slurm: submit only while this user has fewer than N jobs queued")
+    add("--lookback", metavar="WHEN", help="slurm: how far back sacct may look: 36h, 7d or a date (default 7d)")
+    add("--dry-run", action="store_true", help="print what a sweep would do; change nothing")
+    add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
+    add("--json", action="store_true", help="with --status: print JSON")
+    add("--retry-failed", action="store_true", help="move every failed folder in complete/ back to inbox/")
+    add("-p", "--period", type=_seconds, metavar="SECONDS", help="watch mode: a sweep every SECONDS until Ctrl-C or SIGTERM")
+    add("-v", "--verbose", action="store_true", help="also print each action on stderr")
+    add("--log-level", choices=sorted(LEVELS, key=LEVELS.__getitem__), default="info", help="what goes to reconcile.log")
+    add("--version", action="version", version=f"%(prog)s {__version__}")
     return p.parse_args(argv)
 
 
@@ -492,7 +566,7 @@ def options(args: argparse.Namespace, root: Path) -> Options:
 def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -> int:
     """One run: 0 when all went well, 1 when something needs a person."""
     engine = engines.load(opts.engine, **vars(opts))
-    log = Log(root, args.verbose)
+    log = Log(root, args.verbose, args.log_level)
     lock = None
     if not args.dry_run:
         from filelock import FileLock, Timeout
@@ -524,10 +598,72 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
             for action in actions:
                 print(describe(action))
             return 0
-        return 1 if Sweep(root, engine, log, stop).apply(actions) or obs.problems else 0
+        log.debug(f"sweep: {len(pending)} pending, {len(waiting)} in inbox, {len(actions)} actions")
+        work = Sweep(root, engine, log, stop)
+        problems = work.apply(actions)
+        try:
+            write_status(root, pending, obs, work)
+        except OSError as e:
+            log.problem(f"cannot write the status files: {e}")
+        return 1 if problems or obs.problems else 0
     finally:
         if lock is not None:
             lock.release()
+
+
+def write_status(root: Path, before: list[PendingFolder], obs: Observation, work: Sweep) -> None:
+    """status.txt/.json after a sweep, from what it already knows: two listings, no query, complete/ unlisted."""
+    records = {p.name: p.record for p in before}
+    records.update(work.started)
+    pending = {name: records.get(name) for name in _names(root / "pending")}
+    inbox = [st.Entry(name, "waiting", "", None) for name in _names(root / "inbox")]
+    now = time.time()
+    st.write_files(root, inbox + st.pending_entries(root, pending, obs), work.ended, now)
+
+
+def show_status(root: Path, opts: Options, as_json: bool) -> int:
+    """--status: everything, complete/ included; at most one cheap engine query; no lock, no writes."""
+    engine = engines.load(opts.engine, **vars(opts))
+    records: dict[str, Submitted | None] = {}
+    for p in scan_pending(root):
+        records[p.name] = p.record
+    live = [r for r in records.values() if r and r.engine == engine.name]
+    obs = None
+    code = 0
+    if live:
+        try:
+            obs = engine.observe(live, [], quick=True)
+        except EngineError as e:
+            print(f"reconcile: cannot ask the {engine.name} engine; pending jobs shown as unknown: {e}", file=sys.stderr)
+            code = 1
+    entries = st.inbox_entries(root, _names(root / "inbox")) + st.pending_entries(root, records, obs)
+    entries += [e for e in (st.complete_entry(root, n) for n in _names(root / "complete")) if e]
+    now = time.time()
+    sys.stdout.write(st.render_json(entries, now) if as_json else st.render_table(entries, now))
+    return code
+
+
+def retry_failed(root: Path, args: argparse.Namespace) -> int:
+    """--retry-failed: every failed folder in complete/ back to inbox/, under the run lock."""
+    from filelock import FileLock, Timeout
+
+    log = Log(root, args.verbose, args.log_level)
+    try:
+        with FileLock(str(root / LOCK), timeout=120):
+            moved = 0
+            for name in _names(root / "complete"):
+                path = root / "complete" / name
+                if path.is_dir() and not path.is_symlink() and os.path.lexists(path / fs.ERROR):
+                    dest = fs.move(path, root / "inbox", name)
+                    log.info(f"{show(name)}: failed folder moved back to inbox/{show(dest.name)} for a retry")
+                    print(f"complete/{show(name)} -> inbox/{show(dest.name)}")
+                    moved += 1
+            if not moved:
+                print("no failed folder in complete/")
+    except Timeout:
+        print("reconcile: another run has held the lock for 2 minutes; try again", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -538,6 +674,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, OSError) as e:
         print(f"reconcile: {e}", file=sys.stderr)
         return 2
+    if args.status:
+        return show_status(root, opts, args.json)
+    if args.retry_failed:
+        return retry_failed(root, args)
     stop = StopFlag()
     if args.period is None:
         if args.setup:

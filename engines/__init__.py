@@ -24,6 +24,7 @@ class State(enum.Enum):
 class Status:
     state: State
     reason: str = ""  # for FAILED: first line is a plain sentence; more lines may follow
+    phase: str = ""  # for ACTIVE: "queued" or "running"
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,15 @@ class Engine(Protocol):
         Raises SubmitRefused or SubmitUnknown.
         """
 
-    def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path]) -> Observation:
+    def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         """Report on all jobs in one query; raises EngineError when the batch system cannot be asked.
 
-        Called with both lists empty when only the room for new jobs is wanted.
+        Called with both lists empty when only the room for new jobs is wanted. quick: only the
+        cheapest query (a status display), which may leave ended jobs UNKNOWN.
         """
 
     def cancel(self, jobs: Sequence[Submitted]) -> None:
-        """Ask the batch system to end these jobs."""
+        """Ask the batch system to end these jobs (raises EngineError when it cannot be asked)."""
 
 
 # name -> (module, class); the seed's spellings (engines.LocalEngine) resolve to the same classes.

@@ -114,7 +114,7 @@ def set_aside(job_dir: Path) -> Path | None:
 
     Returns the history folder used, or None when there was nothing to set aside.
     """
-    present = [h for h in HELPERS if os.path.lexists(job_dir / h)]
+    present = [h for h in (*HELPERS, "cancel") if os.path.lexists(job_dir / h)]  # an old cancel request too
     if not present:
         return None
     history = job_dir / HISTORY

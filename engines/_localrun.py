@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,9 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
+    # A cancel signals the whole process group: the job ends, this wrapper stays to record it.
+    # (A handler, not SIG_IGN, so the job itself does not inherit the disposition.)
+    signal.signal(signal.SIGTERM, lambda *_: None)
     here = Path.cwd()
     try:
         with open(here / OUTPUT, "wb") as out:

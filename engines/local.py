@@ -64,7 +64,7 @@ class LocalEngine:
         finally:
             os.close(fd)
 
-    def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path]) -> Observation:
+    def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         statuses: dict[str, Status] = {}
         active = 0
         for job in jobs:
@@ -86,8 +86,9 @@ class LocalEngine:
         return Observation(statuses, found, frozenset(unsure), max(0, self.slots - active))
 
     def cancel(self, jobs: Sequence[Submitted]) -> None:
+        """SIGTERM to the job's process group; its wrapper outlives it and records how it ended."""
         for job in jobs:
-            if self._status(job.path).state is State.ACTIVE:
+            if self._status(job.path).state is State.ACTIVE:  # lock held: the group is this job's, not a reused id
                 try:
                     os.killpg(int(job.job_id), signal.SIGTERM)
                 except (ProcessLookupError, ValueError):
@@ -98,7 +99,7 @@ class LocalEngine:
         exit_status = _read_exit(job_dir)
         if exit_status is None:
             if _lock_held(job_dir):
-                return Status(State.ACTIVE)
+                return Status(State.ACTIVE, phase="running")
             exit_status = _read_exit(job_dir)  # it may have ended between the two looks
         if exit_status is None:
             return Status(State.FAILED, f"{_LOST} its processes ended without recording an exit status (local engine).")

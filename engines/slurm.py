@@ -189,7 +189,7 @@ def decide(job_id: str, queued: list[Row], accounted: list[Row] | None, accounti
     UNKNOWN, never finished.
     """
     if any(r.word in ACTIVE for r in queued):
-        return Status(State.ACTIVE)
+        return Status(State.ACTIVE, phase="queued" if all(r.word == "PENDING" for r in queued) else "running")
     final = [r for r in accounted or [] if r.word in SUCCESS | FAILURE]
     if accounted and len(final) < len(accounted):
         return Status(State.ACTIVE) if queued else Status(State.UNKNOWN)  # accounting has not heard the end yet
@@ -280,7 +280,7 @@ class SlurmEngine:
         _forget_claim(job_dir)
         raise SubmitRefused(message, permanent=not is_transient(message))
 
-    def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path]) -> Observation:
+    def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         if not jobs and not claimed and self.max_queued is None:
             return Observation()
         now = time.time()
@@ -295,7 +295,7 @@ class SlurmEngine:
         accounting = True
         notes: list[str] = []
         problems: list[str] = []
-        if need_sacct or searching:
+        if (need_sacct or searching) and not quick:
             try:
                 accounted = self._query(self._sacct_argv(jobs, claims, now), False)
             except EngineError as e:

@@ -49,7 +49,7 @@ def drain(root: Path, *args: str, limit: float = 120) -> None:
         if not any((root / "pending").iterdir()) and not [p for p in (root / "inbox").iterdir() if not p.name.startswith(".")]:
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"root did not drain: pending={sorted(os.listdir(root / 'pending'))}")
+            pytest.fail(f"root did not drain: pending={sorted(os.listdir(root / 'pending'))} inbox={os.listdir(root / 'inbox')}")
         time.sleep(0.05)
 
 

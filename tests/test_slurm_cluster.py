@@ -135,6 +135,18 @@ def test_scancel_from_outside(slurm_root: Path) -> None:
     assert error is not None and error.splitlines()[0] == f"Slurm reports job {job_id} CANCELLED by uid 0."
 
 
+def test_a_cancel_file_cancels_the_slurm_job(slurm_root: Path) -> None:
+    make_job(slurm_root, "long", "#!/bin/bash\nsleep 300\n")
+    run(slurm_root)
+    job_id = job_id_of(slurm_root, "long")
+    (slurm_root / "pending" / "long" / "cancel").touch()
+    drain(slurm_root)
+    lines = (error_of(slurm_root, "long") or "").splitlines()
+    assert lines[0] == "The job was cancelled at the user's request (a file named cancel is in its folder)."
+    assert lines[1] == f"Slurm reports job {job_id} CANCELLED by uid 0."
+    assert f"asked the slurm engine to end job {job_id}" in (slurm_root / "reconcile.log").read_text()
+
+
 def test_a_failure_purged_from_squeue_is_caught_by_sacct(slurm_root: Path) -> None:
     make_job(slurm_root, "five", "#!/bin/bash\nexit 5\n")
     run(slurm_root)
