@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from engines import Observation, State, Submitted
 from engines import _fs as fs
@@ -21,12 +20,12 @@ HOLD = "hold"  # in an inbox folder: keep it waiting
 CANCEL = "cancel"  # in a pending folder: end the job
 STATUS_TXT = "status.txt"
 STATUS_JSON = "status.json"
+RECENT_FILE = ".status-recent.json"  # the latest endings, carried from run to run (small, unlike status.json)
 RECENT = 100  # endings kept in the status files
 ORDER = ("running", "queued", "submitting", "unknown", "waiting", "held", "failed", "done")
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     name: str
     state: str  # one of ORDER
     job_id: str
@@ -81,7 +80,8 @@ def complete_entry(root: Path, name: str) -> Entry | None:
 
 def render_table(entries: list[Entry], now: float) -> str:
     """The human-readable status: one line a folder, busiest states first, then counts."""
-    rows = sorted(entries, key=lambda e: (ORDER.index(e.state), os.fsencode(e.name)))
+    rank = {state: i for i, state in enumerate(ORDER)}
+    rows = sorted(entries, key=lambda e: (rank[e.state], e.name))
     name_width = min(max([len(show(e.name)) for e in rows] + [4]), 40)
     lines = [f"{'NAME':<{name_width}}  {'STATE':<10}  {'JOB ID':<10}  {'FOR':>6}  REASON"]
     for e in rows:
@@ -94,14 +94,16 @@ def render_table(entries: list[Entry], now: float) -> str:
 
 def render_json(entries: list[Entry], now: float) -> str:
     counts = {state: sum(1 for e in entries if e.state == state) for state in ORDER}
-    data = {"generated": now, "counts": counts, "jobs": [asdict(e) for e in entries]}
-    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    data = {"generated": now, "counts": counts, "jobs": [e._asdict() for e in entries]}
+    return json.dumps(data, ensure_ascii=False) + "\n"  # no indent: the C encoder is ~10x faster
 
 
 def write_files(root: Path, live: list[Entry], ended: list[Entry], now: float) -> None:
     """Replace status.txt and status.json atomically, carrying the most recent endings forward."""
-    recent = ended + [e for e in _previous_endings(root) if e.name not in {x.name for x in ended}]
-    entries = live + recent[:RECENT]
+    recent = (ended + [e for e in _previous_endings(root) if e.name not in {x.name for x in ended}])[:RECENT]
+    if ended:
+        fs.write_atomic(root / RECENT_FILE, json.dumps([e._asdict() for e in recent]) + "\n")
+    entries = live + recent
     text = render_table(entries, now).rstrip("\n")
     header = (
         f"Status of {root} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}: done/failed are the {RECENT} latest;\n"
@@ -113,8 +115,7 @@ def write_files(root: Path, live: list[Entry], ended: list[Entry], now: float) -
 
 def _previous_endings(root: Path) -> list[Entry]:
     try:
-        data = json.loads((root / STATUS_JSON).read_text(encoding="utf-8"))
-        return [Entry(**e) for e in data["jobs"] if e["state"] in ("done", "failed")]
+        return [Entry(**e) for e in json.loads((root / RECENT_FILE).read_text(encoding="utf-8"))]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 

@@ -13,9 +13,8 @@ import os
 import stat
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TextIO, Union
+from typing import Iterable, Iterator, NamedTuple, Sequence, TextIO, Union
 
 import engines
 import jobstatus as st
@@ -44,8 +43,7 @@ LOG_MAX = 10 * 1024 * 1024  # bytes; then reconcile.log becomes reconcile.log.1
 LEVELS = {"debug": 10, "info": 20, "error": 40}
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     engine: str
     batch_limit: int
     slots: int
@@ -61,57 +59,48 @@ class UsageError(Exception):
 # ---------------------------------------------------------------- facts and actions
 
 
-@dataclass(frozen=True)
-class PendingFolder:
+class PendingFolder(NamedTuple):
     name: str
     record: Submitted | None  # None: claimed, submission not yet recorded
     problem: str = ""  # the record could not be read
     cancel: bool = False  # the user put a file named cancel into the folder
 
 
-@dataclass(frozen=True)
-class InboxFolder:
+class InboxFolder(NamedTuple):
     name: str
     verdict: str  # "ready", "wait" (no job.sh yet, or still changing) or "bad"
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class Submit:  # inbox -> pending, then start it
+class Submit(NamedTuple):  # inbox -> pending, then start it
     name: str
 
 
-@dataclass(frozen=True)
-class Launch:  # a claimed pending folder that was never started
+class Launch(NamedTuple):  # a claimed pending folder that was never started
     name: str
 
 
-@dataclass(frozen=True)
-class Adopt:  # a claimed pending folder the engine did start: record its id
+class Adopt(NamedTuple):  # a claimed pending folder the engine did start: record its id
     name: str
     job_id: str
 
 
-@dataclass(frozen=True)
-class Finish:  # pending -> complete; reason set for a failure
+class Finish(NamedTuple):  # pending -> complete; reason set for a failure
     name: str
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class Cancel:  # the user asked: tell the engine; the folder moves once the job has ended
+class Cancel(NamedTuple):  # the user asked: tell the engine; the folder moves once the job has ended
     name: str
     record: Submitted
 
 
-@dataclass(frozen=True)
-class Reject:  # inbox -> complete with job_error.txt, never submitted
+class Reject(NamedTuple):  # inbox -> complete with job_error.txt, never submitted
     name: str
     reason: str
 
 
-@dataclass(frozen=True)
-class Note:  # nothing to do but say so; problem=True goes to stderr too
+class Note(NamedTuple):  # nothing to do but say so; problem=True goes to stderr too
     name: str
     message: str
     problem: bool = False
@@ -184,12 +173,15 @@ def plan(
 
 
 def scan_pending(root: Path) -> list[PendingFolder]:
+    """Every folder in pending/ with its record: one scandir, then per folder one stat and one read."""
     found = []
-    for name in _names(root / "pending"):
-        path = root / "pending" / name
-        if not path.is_dir() or path.is_symlink():
-            continue
-        cancel = os.path.lexists(path / st.CANCEL)
+    with os.scandir(root / "pending") as entries:
+        folders = [e.name for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+    folders.sort(key=os.fsencode)
+    base = os.path.join(root, "pending")
+    for name in folders:
+        path = f"{base}/{name}"  # per job per run: plain strings, not os.path.join or Path
+        cancel = os.path.lexists(f"{path}/{st.CANCEL}")
         try:
             found.append(PendingFolder(name, fs.read_record(path), cancel=cancel))
         except ValueError as e:
@@ -244,6 +236,12 @@ def inspect(path: Path, settle: float, now: float) -> InboxFolder:
     return InboxFolder(name, "ready")
 
 
+def _any_entry(folder: Path) -> bool:
+    """Does folder hold anything not hidden? Stops at the first such entry."""
+    with os.scandir(folder) as entries:
+        return any(not e.name.startswith(".") for e in entries)
+
+
 def _names(folder: Path) -> list[str]:
     """Entries of folder that are not hidden, in byte order (the users' priority scheme)."""
     return sorted((n for n in os.listdir(folder) if not n.startswith(".")), key=os.fsencode)
@@ -258,6 +256,8 @@ class Sweep:
         self.refused = False
         self.started: dict[str, Submitted] = {}  # pending name -> what this run submitted or adopted
         self.ended: list[st.Entry] = []  # what this run moved to complete/
+        self.left_inbox: set[str] = set()  # names this run moved out of inbox/
+        self.left_pending: set[str] = set()  # names this run moved out of pending/
 
     def apply(self, actions: Sequence[Action]) -> int:
         """Carry out each action on its own: one broken folder never stops the others. Returns problems."""
@@ -283,6 +283,7 @@ class Sweep:
             self.log.info(f"{show(a.name)}: helper files of an earlier run set aside in {old.relative_to(src)}")
         fs.crash_point("set-aside")
         dest = fs.move(src, self.root / "pending", a.name)
+        self.left_inbox.add(a.name)
         fs.crash_point("claimed")
         self._start(dest, a.name)
 
@@ -299,6 +300,8 @@ class Sweep:
             else:
                 self.refused = True
                 back = fs.move(path, self.root / "inbox", origin)
+                self.left_pending.add(name)
+                self.left_inbox.discard(back.name)
                 self.log.info(f"{show(name)}: not submitted, will try again next run ({e}); back in inbox as {show(back.name)}")
             return
         except SubmitUnknown as e:
@@ -307,14 +310,14 @@ class Sweep:
         fs.crash_point("launched")
         now = time.time()
         fs.write_record(path, self.engine.name, job_id, now)
-        self.started[name] = Submitted(self.engine.name, job_id, now, path)
+        self.started[name] = Submitted(self.engine.name, job_id, now, os.fspath(path))
         self.log.info(f"{show(name)}: submitted as {self.engine.name} job {job_id}")
         fs.crash_point("recorded")
 
     def _adopt(self, a: Adopt) -> None:
         now = time.time()
         fs.write_record(self.root / "pending" / a.name, self.engine.name, a.job_id, now)
-        self.started[a.name] = Submitted(self.engine.name, a.job_id, now, self.root / "pending" / a.name)
+        self.started[a.name] = Submitted(self.engine.name, a.job_id, now, os.path.join(self.root, "pending", a.name))
         fs.crash_point("adopted")
         self.log.info(f"{show(a.name)}: found running as {self.engine.name} job {a.job_id}; recorded")
 
@@ -325,6 +328,7 @@ class Sweep:
         fs.remove_temp_files(path)
         fs.crash_point("error-written")
         dest = fs.move(path, self.root / "complete", a.name)
+        self.left_pending.add(a.name)
         fs.crash_point("completed")
         first = a.reason.splitlines()[0] if a.reason else ""
         self.ended.append(st.Entry(dest.name, "failed" if a.reason else "done", "", time.time(), first))
@@ -338,6 +342,7 @@ class Sweep:
         fs.remove_temp_files(path)
         fs.crash_point("rejection-written")
         dest = fs.move(path, self.root / "complete", a.name)
+        self.left_inbox.add(a.name)
         self.ended.append(st.Entry(dest.name, "failed", "", time.time(), f"Not submitted: {a.reason}"))
         self.log.info(f"{show(a.name)}: not submitted: {a.reason} -> complete/{show(dest.name)}")
 
@@ -494,7 +499,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--slots", type=_positive, metavar="N", help="local: at most N jobs at once (default: the CPU count)")
     add("--settle", type=_seconds, metavar="SECONDS", help="submit a folder once nothing in it changed for this long (default 5)")
     add("--max-queued", type=_positive, metavar="N", help="slurm: submit only while this user has fewer than N jobs queued")
-    add("--lookback", metavar="WHEN", help="slurm: how far back sacct may look: 36h, 7d or a date (default 7d)")
+    add("--lookback", type=_lookback, metavar="WHEN", help="slurm: how far back sacct may look: 36h, 7d or a date (default 7d)")
     add("--dry-run", action="store_true", help="print what a sweep would do; change nothing")
     add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
     add("--json", action="store_true", help="with --status: print JSON")
@@ -518,6 +523,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
+
+
+def _lookback(text: str) -> str:
+    from engines.slurm import parse_lookback
+
+    try:
+        parse_lookback(text, time.time())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -557,15 +572,23 @@ def options(args: argparse.Namespace, root: Path) -> Options:
             None if max_queued is None else int(max_queued),
             str(merged["lookback"]),
         )
-        engines.load(opts.engine, **vars(opts))  # a bad engine option is a usage error, before any work
         return opts
     except (ValueError, TypeError) as e:
         raise UsageError(f"{e} (recorded in {root / CONFIG}); fix it or run -s again") from None
 
 
+def load_engine(opts: Options) -> Engine:
+    try:
+        return engines.load(opts.engine, **opts._asdict())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -> int:
     """One run: 0 when all went well, 1 when something needs a person."""
-    engine = engines.load(opts.engine, **vars(opts))
+    if not _any_entry(root / "pending") and not _any_entry(root / "inbox"):
+        return 0  # nothing to do, nothing to protect: no lock, no engine, no batch-system call
+    engine = load_engine(opts)
     log = Log(root, args.verbose, args.log_level)
     lock = None
     if not args.dry_run:
@@ -581,8 +604,6 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
         waiting = _names(root / "inbox")
         live = [p.record for p in pending if p.record and p.record.engine == engine.name]
         claimed = [root / "pending" / p.name for p in pending if p.record is None and not p.problem]
-        if not (pending or waiting):
-            return 0  # nothing to do: ask the batch system nothing
         try:
             obs = engine.observe(live, claimed)
         except EngineError as e:
@@ -602,7 +623,7 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
         work = Sweep(root, engine, log, stop)
         problems = work.apply(actions)
         try:
-            write_status(root, pending, obs, work)
+            write_status(root, pending, waiting, obs, work)
         except OSError as e:
             log.problem(f"cannot write the status files: {e}")
         return 1 if problems or obs.problems else 0
@@ -611,19 +632,18 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
             lock.release()
 
 
-def write_status(root: Path, before: list[PendingFolder], obs: Observation, work: Sweep) -> None:
-    """status.txt/.json after a sweep, from what it already knows: two listings, no query, complete/ unlisted."""
-    records = {p.name: p.record for p in before}
+def write_status(root: Path, before: list[PendingFolder], waiting: list[str], obs: Observation, work: Sweep) -> None:
+    """status.txt/.json after a sweep, from what it already knows: no listing, no query, complete/ never read."""
+    records = {p.name: p.record for p in before if p.name not in work.left_pending}
     records.update(work.started)
-    pending = {name: records.get(name) for name in _names(root / "pending")}
-    inbox = [st.Entry(name, "waiting", "", None) for name in _names(root / "inbox")]
+    inbox = [st.Entry(name, "waiting", "", None) for name in waiting if name not in work.left_inbox]
     now = time.time()
-    st.write_files(root, inbox + st.pending_entries(root, pending, obs), work.ended, now)
+    st.write_files(root, inbox + st.pending_entries(root, records, obs), work.ended, now)
 
 
 def show_status(root: Path, opts: Options, as_json: bool) -> int:
     """--status: everything, complete/ included; at most one cheap engine query; no lock, no writes."""
-    engine = engines.load(opts.engine, **vars(opts))
+    engine = load_engine(opts)
     records: dict[str, Submitted | None] = {}
     for p in scan_pending(root):
         records[p.name] = p.record
@@ -675,25 +695,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reconcile: {e}", file=sys.stderr)
         return 2
     if args.status:
-        return show_status(root, opts, args.json)
+        try:
+            return show_status(root, opts, args.json)
+        except UsageError as e:
+            print(f"reconcile: {e}", file=sys.stderr)
+            return 2
     if args.retry_failed:
         return retry_failed(root, args)
     stop = StopFlag()
-    if args.period is None:
-        if args.setup:
-            return 0
-        return sweep(root, opts, args, stop)
-    import signal
+    try:
+        if args.period is None:
+            return 0 if args.setup else sweep(root, opts, args, stop)
+        import signal
 
-    signal.signal(signal.SIGTERM, stop.request)
-    signal.signal(signal.SIGINT, stop.request)
-    status = 0
-    while not stop.requested:
-        status = sweep(root, opts, args, stop)
-        deadline = time.monotonic() + args.period
-        while not stop.requested and time.monotonic() < deadline:
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-    return status
+        signal.signal(signal.SIGTERM, stop.request)
+        signal.signal(signal.SIGINT, stop.request)
+        status = 0
+        while not stop.requested:
+            status = sweep(root, opts, args, stop)
+            deadline = time.monotonic() + args.period
+            while not stop.requested and time.monotonic() < deadline:
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        return status
+    except UsageError as e:
+        print(f"reconcile: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

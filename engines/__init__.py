@@ -8,9 +8,9 @@ belongs to the reconciler.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from types import MappingProxyType
+from typing import Mapping, NamedTuple, Protocol, Sequence
 
 
 class State(enum.Enum):
@@ -20,25 +20,22 @@ class State(enum.Enum):
     UNKNOWN = "unknown"  # not reported: never a reason to move a folder
 
 
-@dataclass(frozen=True)
-class Status:
+class Status(NamedTuple):
     state: State
     reason: str = ""  # for FAILED: first line is a plain sentence; more lines may follow
     phase: str = ""  # for ACTIVE: "queued" or "running"
 
 
-@dataclass(frozen=True)
-class Submitted:
+class Submitted(NamedTuple):
     """What the reconciler recorded about one submission (the job's `job_submitted.json`)."""
 
     engine: str
     job_id: str
     submitted: float  # epoch seconds
-    path: Path
+    path: str  # the job's folder (a str: built for every pending job on every run)
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """One engine query's answer about every pending job.
 
     statuses: job id -> Status; an id absent from it was not reported (UNKNOWN).
@@ -47,8 +44,8 @@ class Observation:
     room: how many more jobs the engine takes now (free slots, queue limit); None for no limit.
     """
 
-    statuses: dict[str, Status] = field(default_factory=dict)
-    found: dict[str, str] = field(default_factory=dict)
+    statuses: Mapping[str, Status] = MappingProxyType({})
+    found: Mapping[str, str] = MappingProxyType({})
     unsure: frozenset[str] = frozenset()
     room: int | None = None
     notes: tuple[str, ...] = ()  # for the log

@@ -137,12 +137,12 @@ def write_record(job_dir: Path, engine: str, job_id: str, submitted: float) -> N
     write_atomic(job_dir / RECORD, json.dumps(record) + "\n")
 
 
-def read_record(job_dir: Path) -> Submitted | None:
+def read_record(job_dir: str | Path) -> Submitted | None:
     """The job's submission record; None when there is none. ValueError when it is unreadable."""
     try:
-        with open(job_dir / RECORD, encoding="utf-8") as f:
-            data = json.load(f)
-        return Submitted(str(data["engine"]), str(data["job_id"]), float(data["submitted"]), job_dir)
+        with open(f"{os.fspath(job_dir)}/{RECORD}", "rb") as f:  # every pending job, every run: keep it lean
+            data = json.loads(f.read())
+        return Submitted(str(data["engine"]), str(data["job_id"]), float(data["submitted"]), os.fspath(job_dir))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -7,9 +7,8 @@ mid-`sbatch` cannot leave an orphan that submits the job later behind the next r
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 from engines import CommandFailed
 
@@ -18,8 +17,7 @@ class CommandTimeout(CommandFailed):
     """The command did not answer in time and was killed: its effect is unknown."""
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     argv: list[str]
     returncode: int
     stdout: str

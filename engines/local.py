@@ -68,7 +68,7 @@ class LocalEngine:
         statuses: dict[str, Status] = {}
         active = 0
         for job in jobs:
-            status = self._status(job.path)
+            status = self._status(Path(job.path))
             statuses[job.job_id] = status
             active += status.state is State.ACTIVE
         found: dict[str, str] = {}
@@ -88,7 +88,7 @@ class LocalEngine:
     def cancel(self, jobs: Sequence[Submitted]) -> None:
         """SIGTERM to the job's process group; its wrapper outlives it and records how it ended."""
         for job in jobs:
-            if self._status(job.path).state is State.ACTIVE:  # lock held: the group is this job's, not a reused id
+            if self._status(Path(job.path)).state is State.ACTIVE:  # lock held: the group is this job's, not a reused id
                 try:
                     os.killpg(int(job.job_id), signal.SIGTERM)
                 except (ProcessLookupError, ValueError):

@@ -10,13 +10,11 @@ import json
 import os
 import pwd
 import re
-import secrets
 import signal
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from engines import CommandFailed, EngineError, Observation, State, Status, SubmitRefused, Submitted, SubmitUnknown
 from engines import _fs as fs
@@ -59,8 +57,7 @@ WHAT = {
 # ---------------------------------------------------------------- pure parsers
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One job (or array task) as squeue or sacct printed it."""
 
     job_id: str  # 123, 123_4, 123_[5-9%2], 123+1
@@ -71,14 +68,14 @@ class Row:
     comment: str
     workdir: str
     line: str
+    word: str = ""  # the state's first word: CANCELLED for "CANCELLED by 0"
+    base: str = ""  # the id sbatch returned: 123 for 123_4
 
-    @property
-    def base(self) -> str:
-        return base_id(self.job_id)
 
-    @property
-    def word(self) -> str:
-        return self.state.split(" ", 1)[0].rstrip("+")
+def make_row(job_id: str, state: str, exit_code: str = "", submit: float | None = None, end: float | None = None,
+             comment: str = "", workdir: str = "", line: str = "") -> Row:  # fmt: skip
+    """A Row with its derived fields filled in (parse_rows builds them the same way)."""
+    return Row(job_id, state, exit_code, submit, end, comment, workdir, line, state.split(" ", 1)[0].rstrip("+"), base_id(job_id))
 
 
 def parse_sbatch_id(stdout: str) -> str | None:
@@ -141,7 +138,7 @@ def parse_rows(text: str, squeue: bool) -> list[Row]:
             end = _time(end_text)
         if comment == "(null)":
             comment = ""
-        rows.append(Row(job_id, state, exit_code, _time(submit), end, comment, workdir, line))
+        rows.append(make_row(job_id, state, exit_code, _time(submit), end, comment, workdir, line))
     return rows
 
 
@@ -258,6 +255,8 @@ class SlurmEngine:
         self.user = user or pwd.getpwuid(os.getuid()).pw_name
 
     def submit(self, job_dir: Path) -> str:
+        import secrets  # only submissions need it (3 ms of imports)
+
         token = f"jobroot-{secrets.token_hex(8)}"
         fs.write_atomic(job_dir / fs.CLAIM, json.dumps({"token": token, "claimed": time.time()}) + "\n")
         argv = ["sbatch", "--parsable"]
@@ -362,7 +361,7 @@ class SlurmEngine:
 
 def _without_accounting(job: Submitted) -> Status:
     """A job gone from squeue with accounting off: its output file is the only evidence that it ran."""
-    if any(job.path.glob(f"slurm-{job.job_id}*.out")):
+    if any(Path(job.path).glob(f"slurm-{job.job_id}*.out")):
         return Status(
             State.FAILED,
             f"Slurm no longer lists job {job.job_id} and its accounting is disabled, so how it ended cannot be known "

@@ -216,16 +216,21 @@ def test_dry_run_prints_the_plan_and_changes_nothing(root: Path, tmp_path: Path)
         ("ok", ["-e", "pbs"], "unknown engine 'pbs'"),
         ("garbled", [], "cannot be read"),
         ("ok", ["--batch-limit", "-1"], "must be 0 or more"),
+        ("ok", ["--lookback", "soon"], "give a duration like 36h or 7d"),
+        ("slurm-bad-lookback", [], "give a duration like 36h or 7d"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, setup: str | None, args: list[str], message: str) -> None:
     r = tmp_path / "r"
     if setup == "bare":
         r.mkdir()
-    elif setup in ("ok", "garbled"):
+    elif setup in ("ok", "garbled", "slurm-bad-lookback"):
         assert run(r, "-s").returncode == 0
         if setup == "garbled":
             (r / reconcile.CONFIG).write_text("{")
+        if setup == "slurm-bad-lookback":  # a recorded value is checked when the engine is first needed
+            (r / reconcile.CONFIG).write_text('{"engine": "slurm", "lookback": "soon"}')
+            (r / "inbox" / "a").mkdir()
     result = run(r, *args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -10,6 +10,11 @@ from engines import Observation, State, Status, Submitted
 from reconcile import Adopt, Finish, InboxFolder, Launch, Note, PendingFolder, Reject, Submit, plan
 
 
+def typed(actions: list[object]) -> list[tuple[str, tuple[object, ...]]]:
+    """Actions are NamedTuples, which compare equal across types: compare the type too."""
+    return [(type(a).__name__, tuple(a)) for a in actions]  # type: ignore[arg-type]
+
+
 def rec(job_id: str, engine: str = "local") -> Submitted:
     return Submitted(engine, job_id, 0.0, Path("/x"))
 
@@ -21,7 +26,7 @@ def ready(*names: str) -> list[InboxFolder]:
 def test_finished_jobs_move_and_failures_carry_the_engines_reason() -> None:
     pending = [PendingFolder("a", rec("1")), PendingFolder("b", rec("2")), PendingFolder("c", rec("3"))]
     obs = Observation({"1": Status(State.DONE), "2": Status(State.FAILED, "exit 3"), "3": Status(State.ACTIVE)})
-    assert plan(pending, obs, [], "local", 10) == [Finish("a"), Finish("b", "exit 3")]
+    assert typed(plan(pending, obs, [], "local", 10)) == typed([Finish("a"), Finish("b", "exit 3")])
 
 
 @pytest.mark.parametrize("status", [None, Status(State.UNKNOWN)])
@@ -35,21 +40,21 @@ def test_claimed_folders_are_adopted_waited_for_or_launched_first() -> None:
     pending = [PendingFolder("a", None), PendingFolder("b", None), PendingFolder("c", None)]
     obs = Observation(found={"a": "7"}, unsure=frozenset({"b"}), room=5)
     actions = plan(pending, obs, ready("x", "y"), "local", 2)
-    assert actions == [Adopt("a", "7"), Launch("c"), Submit("x")]
+    assert typed(actions) == typed([Adopt("a", "7"), Launch("c"), Submit("x")])
 
 
 def test_inbox_in_given_order_up_to_the_batch_limit() -> None:
-    assert plan([], Observation(), ready("100", "110", "140"), "local", 2) == [Submit("100"), Submit("110")]
+    assert typed(plan([], Observation(), ready("100", "110", "140"), "local", 2)) == typed([Submit("100"), Submit("110")])
 
 
 def test_room_left_by_the_engine_limits_submissions() -> None:
-    assert plan([], Observation(room=1), ready("100", "110"), "local", 50) == [Submit("100")]
-    assert plan([], Observation(room=0), ready("100"), "local", 50) == []
+    assert typed(plan([], Observation(room=1), ready("100", "110"), "local", 50)) == typed([Submit("100")])
+    assert typed(plan([], Observation(room=0), ready("100"), "local", 50)) == typed([])
 
 
 def test_bad_folders_are_rejected_without_using_room_and_waiting_ones_skipped() -> None:
     inbox = [InboxFolder("a", "wait"), InboxFolder("b", "bad", "job.sh is empty."), *ready("c", "d")]
-    assert plan([], Observation(), inbox, "local", 1) == [Reject("b", "job.sh is empty."), Submit("c")]
+    assert typed(plan([], Observation(), inbox, "local", 1)) == typed([Reject("b", "job.sh is empty."), Submit("c")])
 
 
 def test_inbox_is_consumed_lazily() -> None:
@@ -68,3 +73,21 @@ def test_records_from_another_engine_and_unreadable_records_are_problems_not_mov
     pending = [PendingFolder("a", rec("1", engine="slurm")), PendingFolder("b", None, problem="unreadable")]
     actions = plan(pending, Observation({"1": Status(State.DONE)}), [], "local", 10)
     assert [type(a) for a in actions] == [Note, Note] and all(a.problem for a in actions)  # type: ignore[union-attr]
+
+
+def test_cancel_asks_the_engine_while_active_and_finishes_with_the_reason_once_ended() -> None:
+    from reconcile import CANCELLED, Cancel
+
+    running = PendingFolder("a", rec("1"), cancel=True)
+    ended = PendingFolder("b", rec("2"), cancel=True)
+    claimed = PendingFolder("c", None, cancel=True)
+    obs = Observation({"1": Status(State.ACTIVE), "2": Status(State.FAILED, "killed by SIGTERM")}, room=5)
+    actions = plan([running, ended, claimed], obs, ready("x"), "local", 5)
+    assert typed(actions) == typed(
+        [
+            Cancel("a", rec("1")),
+            Finish("b", f"{CANCELLED}\nkilled by SIGTERM"),
+            Finish("c", "The job was cancelled at the user's request before it was submitted."),
+            Submit("x"),
+        ]
+    )

@@ -16,6 +16,7 @@ from engines.slurm import (
     decide,
     exit_text,
     is_transient,
+    make_row,
     parse_lookback,
     parse_rows,
     parse_sbatch_id,
@@ -86,7 +87,7 @@ def test_active_states_are_never_finished() -> None:
         "RESIZING",
         "STAGE_OUT",
     ):
-        row = Row("5", state, "0:0", 1.0, None, "", "/w", "")
+        row = make_row("5", state, "0:0", 1.0, None, "", "/w", "")
         assert decide("5", [], [row]).state is State.UNKNOWN  # sacct says running but the queue does not: wait
         assert decide("5", [row], [row]).state is State.ACTIVE
 
@@ -104,13 +105,13 @@ def test_active_states_are_never_finished() -> None:
 )
 def test_failure_states_even_with_exit_code_zero(state: str, code: str, expected: str) -> None:
     # Rows built in sacct's format (these states cannot be produced on a one-node test cluster).
-    status = decide("9", [], [Row("9", state, code, 1.0, 2.0, "", "/w", f"9|{state}|{code}")])
+    status = decide("9", [], [make_row("9", state, code, 1.0, 2.0, "", "/w", f"9|{state}|{code}")])
     assert status.state is State.FAILED and status.reason.splitlines()[0] == f"Slurm reports job 9 {expected}."
 
 
 def test_a_finished_job_still_in_squeue() -> None:
-    done = Row("5", "COMPLETED", "", 1.0, None, "", "/w", "")
-    failed = Row("6", "FAILED", "", 1.0, None, "", "/w", "")
+    done = make_row("5", "COMPLETED", "", 1.0, None, "", "/w", "")
+    failed = make_row("6", "FAILED", "", 1.0, None, "", "/w", "")
     assert decide("5", [done], None).state is State.DONE  # the controller's word suffices for success
     assert decide("6", [failed], None).state is State.ACTIVE  # a failure waits for sacct's exit code ...
     assert decide("6", [failed], [], accounting=False).state is State.FAILED  # ... unless there is no accounting
