@@ -22,6 +22,7 @@ STATUS_TXT = "status.txt"
 STATUS_JSON = "status.json"
 RECENT_FILE = ".status-recent.json"  # the latest endings, carried from run to run (small, unlike status.json)
 RECENT = 100  # endings kept in the status files
+LISTED_WAITING = 100  # inbox folders named in the status files (the next in line); the rest are counted
 ORDER = ("running", "queued", "submitting", "unknown", "waiting", "held", "failed", "done")
 
 
@@ -78,7 +79,7 @@ def complete_entry(root: Path, name: str) -> Entry | None:
     return Entry(name, "failed" if error is not None else "done", record.job_id if record else "", _ctime(path), error or "")
 
 
-def render_table(entries: list[Entry], now: float) -> str:
+def render_table(entries: list[Entry], now: float, unlisted: int = 0) -> str:
     """The human-readable status: one line a folder, busiest states first, then counts."""
     rank = {state: i for i, state in enumerate(ORDER)}
     rows = sorted(entries, key=lambda e: (rank[e.state], e.name))
@@ -87,30 +88,47 @@ def render_table(entries: list[Entry], now: float) -> str:
     for e in rows:
         age = _age(now - e.since) if e.since else "-"
         lines.append(f"{show(e.name):<{name_width}}  {e.state:<10}  {e.job_id or '-':<10}  {age:>6}  {e.reason}".rstrip())
-    counts = {state: sum(1 for e in entries if e.state == state) for state in ORDER}
+    if unlisted:
+        lines.append(f"... and {unlisted} more waiting in inbox/")
+    counts = _counts(entries, unlisted)
     lines.append(", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no jobs")
     return "\n".join(lines) + "\n"
 
 
-def render_json(entries: list[Entry], now: float) -> str:
-    counts = {state: sum(1 for e in entries if e.state == state) for state in ORDER}
-    data = {"generated": now, "counts": counts, "jobs": [e._asdict() for e in entries]}
+def render_json(entries: list[Entry], now: float, unlisted: int = 0) -> str:
+    data = {
+        "generated": now,
+        "counts": _counts(entries, unlisted),
+        "waiting_not_listed": unlisted,
+        "jobs": [e._asdict() for e in entries],
+    }
     return json.dumps(data, ensure_ascii=False) + "\n"  # no indent: the C encoder is ~10x faster
 
 
-def write_files(root: Path, live: list[Entry], ended: list[Entry], now: float) -> None:
-    """Replace status.txt and status.json atomically, carrying the most recent endings forward."""
+def write_files(root: Path, live: list[Entry], ended: list[Entry], now: float, unlisted: int = 0) -> None:
+    """Replace status.txt and status.json atomically, carrying the most recent endings forward.
+
+    unlisted: waiting inbox folders beyond the first LISTED_WAITING, counted but not named.
+    """
     recent = (ended + [e for e in _previous_endings(root) if e.name not in {x.name for x in ended}])[:RECENT]
     if ended:
         fs.write_atomic(root / RECENT_FILE, json.dumps([e._asdict() for e in recent]) + "\n")
     entries = live + recent
-    text = render_table(entries, now).rstrip("\n")
+    text = render_table(entries, now, unlisted).rstrip("\n")
     header = (
         f"Status of {root} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}: done/failed are the {RECENT} latest;\n"
         "held inbox folders show as waiting here (`reconcile -r ROOT --status` tells them apart).\n"
     )
     fs.write_atomic(root / STATUS_TXT, header + text + "\n")
-    fs.write_atomic(root / STATUS_JSON, render_json(entries, now))
+    fs.write_atomic(root / STATUS_JSON, render_json(entries, now, unlisted))
+
+
+def _counts(entries: list[Entry], unlisted: int) -> dict[str, int]:
+    counts = dict.fromkeys(ORDER, 0)
+    for e in entries:
+        counts[e.state] += 1
+    counts["waiting"] += unlisted
+    return counts
 
 
 def _previous_endings(root: Path) -> list[Entry]:

@@ -636,9 +636,10 @@ def write_status(root: Path, before: list[PendingFolder], waiting: list[str], ob
     """status.txt/.json after a sweep, from what it already knows: no listing, no query, complete/ never read."""
     records = {p.name: p.record for p in before if p.name not in work.left_pending}
     records.update(work.started)
-    inbox = [st.Entry(name, "waiting", "", None) for name in waiting if name not in work.left_inbox]
+    still = [name for name in waiting if name not in work.left_inbox]
+    inbox = [st.Entry(name, "waiting", "", None) for name in still[: st.LISTED_WAITING]]  # the next in line
     now = time.time()
-    st.write_files(root, inbox + st.pending_entries(root, records, obs), work.ended, now)
+    st.write_files(root, inbox + st.pending_entries(root, records, obs), work.ended, now, len(still) - len(inbox))
 
 
 def show_status(root: Path, opts: Options, as_json: bool) -> int:

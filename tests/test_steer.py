@@ -153,3 +153,13 @@ def _group_alive(pgid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+
+
+def test_the_status_files_name_the_next_waiting_folders_and_count_the_rest(root: Path) -> None:
+    for i in range(150):
+        make_job(root, f"w{i:03}", "true\n")
+    assert run(root, "--batch-limit", "0").returncode == 0
+    data = json.loads((root / "status.json").read_text())
+    assert data["counts"]["waiting"] == 150 and data["waiting_not_listed"] == 50
+    assert [j["name"] for j in data["jobs"]] == [f"w{i:03}" for i in range(100)]
+    assert "... and 50 more waiting in inbox/" in (root / "status.txt").read_text()
