@@ -119,6 +119,11 @@ def main() -> int:
     ap.add_argument("--no-cluster", action="store_true", help="skip the real-cluster comparison")
     args = ap.parse_args()
     n = args.repeat
+    # Measure what a login node pays: bytecode cached (as after pip install), not recompiled per run.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(
+        [PY, "-m", "compileall", "-q", str(REPO / "reconcile.py"), str(REPO / "jobstatus.py"), str(REPO / "engines")], check=True
+    )
     out: list[str] = []
 
     def say(line: str = "") -> None:
@@ -154,7 +159,7 @@ def main() -> int:
             f"| 1 | idle run (`python3 reconcile.py`) vs `python3 -c pass` | {m['idle'] * 1000:.1f} ms vs {m['bare'] * 1000:.1f} ms | {m['idle'] / m['bare']:.2f}x | <= 1.5x |"
         )
         say(
-            f"| 1 | idle run, bytecode cached (as the installed `reconcile` runs) | {m['module'] * 1000:.1f} ms vs {m['bare'] * 1000:.1f} ms | {m['module'] / m['bare']:.2f}x | <= 1.5x |"
+            f"| 1 | idle run as a module (`reconcile` installed, or `python3 -m reconcile`) | {m['module'] * 1000:.1f} ms vs {m['bare'] * 1000:.1f} ms | {m['module'] / m['bare']:.2f}x | <= 1.5x |"
         )
 
         # 2. Scheduler calls per run as pending grows.
