@@ -29,7 +29,7 @@ STAGES = ("inbox", "pending", "complete")
 CONFIG = "reconcile.json"  # engine and options recorded by --setup
 LOG = "reconcile.log"
 LOCK = ".reconcile.lock"
-RECORDED = ("engine", "batch_limit", "slots", "settle", "max_queued", "lookback")
+RECORDED = ("engine", "batch_limit", "slots", "settle", "max_queued", "lookback", "command_timeout")
 DEFAULTS: dict[str, object] = {
     "engine": "local",
     "batch_limit": 50,
@@ -37,6 +37,7 @@ DEFAULTS: dict[str, object] = {
     "settle": 5.0,
     "max_queued": None,
     "lookback": "7d",
+    "command_timeout": 60.0,
 }
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
 CANCELLED = "The job was cancelled at the user's request (a file named cancel is in its folder)."
@@ -51,6 +52,7 @@ class Options(NamedTuple):
     settle: float
     max_queued: Optional[int]
     lookback: str
+    command_timeout: float
 
 
 class UsageError(Exception):
@@ -142,6 +144,8 @@ def plan(
                     problem=True,
                 )
             )
+        elif p.name in obs.found:  # the recorded id was another job's: record the right one
+            actions.append(Adopt(p.name, obs.found[p.name]))
         else:
             status = obs.statuses.get(p.record.job_id)
             if p.cancel and status is not None and status.state is State.ACTIVE:
@@ -286,12 +290,12 @@ class Sweep:
         dest = fs.move(src, self.root / "pending", a.name)
         self.left_inbox.add(a.name)
         fs.crash_point("claimed")
-        self._start(dest, a.name)
+        self._start(dest)
 
     def _launch(self, a: Launch) -> None:
-        self._start(self.root / "pending" / a.name, a.name)
+        self._start(self.root / "pending" / a.name)
 
-    def _start(self, path: Path, origin: str) -> None:
+    def _start(self, path: Path) -> None:
         name = path.name
         try:
             job_id = self.engine.submit(path)
@@ -299,26 +303,21 @@ class Sweep:
             if e.permanent:
                 self._finish(Finish(name, f"The {self.engine.name} engine refused the job: {e}"))
             else:
-                self.refused = True
-                back = fs.move(path, self.root / "inbox", origin)
-                self.left_pending.add(name)
-                self.left_inbox.discard(back.name)
-                self.log.info(f"{show(name)}: not submitted, will try again next run ({e}); back in inbox as {show(back.name)}")
+                self.refused = True  # "not now": ask no more this run
+                self.log.info(f"{show(name)}: not submitted this time ({e}); it keeps its place and is tried again")
             return
         except SubmitUnknown as e:
             self.log.problem(f"{show(name)}: submission uncertain ({e}); the next run will find out")
             return
         fs.crash_point("launched")
         now = time.time()
-        fs.write_record(path, self.engine.name, job_id, now)
-        self.started[name] = Submitted(self.engine.name, job_id, now, os.fspath(path))
+        self.started[name] = fs.write_record(path, self.engine.name, job_id, now)
         self.log.info(f"{show(name)}: submitted as {self.engine.name} job {job_id}")
         fs.crash_point("recorded")
 
     def _adopt(self, a: Adopt) -> None:
         now = time.time()
-        fs.write_record(self.root / "pending" / a.name, self.engine.name, a.job_id, now)
-        self.started[a.name] = Submitted(self.engine.name, a.job_id, now, os.path.join(self.root, "pending", a.name))
+        self.started[a.name] = fs.write_record(self.root / "pending" / a.name, self.engine.name, a.job_id, now)
         fs.crash_point("adopted")
         self.log.info(f"{show(a.name)}: found running as {self.engine.name} job {a.job_id}; recorded")
 
@@ -501,6 +500,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     add("--settle", type=_seconds, metavar="SECONDS", help="submit a folder once nothing in it changed for this long (default 5)")
     add("--max-queued", type=_positive, metavar="N", help="slurm: submit only while this user has fewer than N jobs queued")
     add("--lookback", type=_lookback, metavar="WHEN", help="slurm: how far back sacct may look: 36h, 7d or a date (default 7d)")
+    add(
+        "--command-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up on any batch-system command after this long (default 60)",
+    )
     add("--dry-run", action="store_true", help="print what a sweep would do; change nothing")
     add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
     add("--json", action="store_true", help="with --status: print JSON")
@@ -572,6 +577,7 @@ def options(args: argparse.Namespace, root: Path) -> Options:
             float(merged["settle"]),
             None if max_queued is None else int(max_queued),
             str(merged["lookback"]),
+            float(merged["command_timeout"]),
         )
         return opts
     except (ValueError, TypeError) as e:

@@ -34,13 +34,15 @@ class Submitted(NamedTuple):
     job_id: str
     submitted: float  # epoch seconds
     path: str  # the job's folder (a str: built for every pending job on every run)
+    token: str = ""  # the claim's token, when the engine gave the job one (slurm: its --comment)
 
 
 class Observation(NamedTuple):
     """One engine query's answer about every pending job.
 
     statuses: job id -> Status; an id absent from it was not reported (UNKNOWN).
-    found: folder name -> job id, for claimed folders whose submission the engine can prove it made.
+    found: folder name -> job id, for claimed folders whose submission the engine can prove it made,
+        and for recorded folders whose recorded id turned out to be another job's (the right id).
     unsure: names of claimed folders whose submission cannot yet be ruled in or out: leave them alone.
     room: how many more jobs the engine takes now (free slots, queue limit); None for no limit.
     """

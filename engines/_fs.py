@@ -132,9 +132,15 @@ def set_aside(job_dir: Path) -> Path | None:
     return dest
 
 
-def write_record(job_dir: Path, engine: str, job_id: str, submitted: float) -> None:
-    record = {"engine": engine, "job_id": job_id, "submitted": submitted}
+def write_record(job_dir: Path, engine: str, job_id: str, submitted: float) -> Submitted:
+    """Record a submission; the claim's token, if any, goes with it so the id can be checked later."""
+    try:
+        token = str(json.loads((job_dir / CLAIM).read_text())["token"])
+    except (OSError, ValueError, KeyError, TypeError):
+        token = ""
+    record = {"engine": engine, "job_id": job_id, "submitted": submitted, "token": token}
     write_atomic(job_dir / RECORD, json.dumps(record) + "\n")
+    return Submitted(engine, job_id, submitted, os.fspath(job_dir), token)
 
 
 def read_record(job_dir: str | Path) -> Submitted | None:
@@ -142,7 +148,8 @@ def read_record(job_dir: str | Path) -> Submitted | None:
     try:
         with open(f"{os.fspath(job_dir)}/{RECORD}", "rb") as f:  # every pending job, every run: keep it lean
             data = json.loads(f.read())
-        return Submitted(str(data["engine"]), str(data["job_id"]), float(data["submitted"]), os.fspath(job_dir))
+        token = str(data.get("token") or "")
+        return Submitted(str(data["engine"]), str(data["job_id"]), float(data["submitted"]), os.fspath(job_dir), token)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -247,9 +247,11 @@ class SlurmEngine:
         lookback: str = "7d",
         runner: Runner = run,
         user: Optional[str] = None,
+        command_timeout: float = TIMEOUT,
         **_options: object,
     ) -> None:
         self.max_queued = max_queued
+        self.timeout = command_timeout
         self.lookback = lookback
         parse_lookback(lookback, time.time())  # a bad value is a usage error now, not a failed run later
         self.run = runner
@@ -265,7 +267,7 @@ class SlurmEngine:
             argv.append(f"--comment={token}")  # lets the next run find this job if its id is never recorded
         argv.append("job.sh")
         try:
-            result = self.run(argv, TIMEOUT, job_dir)
+            result = self.run(argv, self.timeout, job_dir)
         except CommandTimeout as e:
             raise SubmitUnknown(str(e)) from e
         except CommandFailed as e:
@@ -277,8 +279,12 @@ class SlurmEngine:
         if result.returncode == 0:
             raise SubmitUnknown(f"sbatch exited 0 but printed no job id: {result.stdout.strip()!r}")
         message = result.stderr.strip() or result.stdout.strip() or f"sbatch exited with {result.returncode}"
-        _forget_claim(job_dir)
-        raise SubmitRefused(message, permanent=not is_transient(message))
+        permanent = not is_transient(message)
+        if permanent:
+            _forget_claim(job_dir)  # refused on its merits: nothing was created
+        # A transient error may come after slurmctld created the job (a lost answer): the claim stays,
+        # and the next run adopts the job by its token, or submits again once the grace period is over.
+        raise SubmitRefused(message, permanent=permanent)
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         if not jobs and not claimed and self.max_queued is None:
@@ -289,7 +295,11 @@ class SlurmEngine:
         )
         by_base = _group(queued)
         claims = {path: _read_claim(path) for path in claimed}
-        need_sacct = [j for j in jobs if not any(r.word in ACTIVE for r in by_base.get(j.job_id, []))]
+        need_sacct = [
+            j
+            for j in jobs
+            if _foreign(j, by_base.get(j.job_id, []), None) or not any(r.word in ACTIVE for r in by_base.get(j.job_id, []))
+        ]
         searching = [p for p, c in claims.items() if c and not _match(p, c, queued)]
         accounted: Optional[list[Row]] = None  # None: sacct not asked, or it failed
         accounting = True
@@ -306,25 +316,37 @@ class SlurmEngine:
                     problems.append(f"sacct failed; jobs that left the queue wait for it: {e}")
         account_by_base = _group(accounted or [])
         statuses = {}
+        found: dict[str, str] = {}
+        unsure: set[str] = set()
+        recorded = {j.job_id for j in jobs}
         for job in jobs:
             queue_rows = by_base.get(job.job_id, [])
             acct_rows = account_by_base.get(job.job_id, []) if accounted is not None else None
+            if _foreign(job, queue_rows, acct_rows):
+                # The recorded id is another job's (a garbled sbatch answer): never judge this folder by it.
+                statuses[job.job_id] = Status(State.UNKNOWN)
+                others = [r for r in queued + (accounted or []) if r.base not in recorded]
+                right = _match(Path(job.path), (job.token, job.submitted), others)
+                if right:
+                    found[os.path.basename(job.path)] = right
+                else:
+                    problems.append(
+                        f"{os.path.basename(job.path)}: recorded job {job.job_id} is not this folder's job; looking for it"
+                    )
+                continue
             status = decide(job.job_id, queue_rows, acct_rows, accounting)
             if not accounting and not queue_rows:
                 status = _without_accounting(job)
             statuses[job.job_id] = status
-        found: dict[str, str] = {}
-        unsure: set[str] = set()
-        recorded = {j.job_id for j in jobs}
         for path, claim in claims.items():
             if claim is None:
                 continue  # killed before anything was sent to Slurm: submit it
             match = _match(path, claim, [r for r in queued + (accounted or []) if r.base not in recorded])
             if match:
                 found[path.name] = match
-            elif accounted is None or now - claim[1] < TIMEOUT + 30:
+            elif accounted is None or now - claim[1] < self.timeout + 30:
                 unsure.add(path.name)  # cannot rule a submission out yet
-                if not accounting and now - claim[1] >= TIMEOUT + 30:
+                if not accounting and now - claim[1] >= self.timeout + 30:
                     problems.append(
                         f"{path.name}: cannot tell whether it was submitted (accounting is off and Slurm no longer lists it); "
                         "check its output, then move it to complete/ or back to inbox/ by hand"
@@ -336,7 +358,7 @@ class SlurmEngine:
 
     def cancel(self, jobs: Sequence[Submitted]) -> None:
         if jobs:
-            result = self.run(["scancel", *[j.job_id for j in jobs]], TIMEOUT, None)
+            result = self.run(["scancel", *[j.job_id for j in jobs]], self.timeout, None)
             if result.returncode != 0:
                 raise CommandFailed(result.argv, result.returncode, result.stderr)
 
@@ -351,13 +373,24 @@ class SlurmEngine:
         ]  # fmt: skip
 
     def _query(self, argv: list[str], squeue: bool) -> list[Row]:
-        result = self.run(argv, TIMEOUT, None)
+        result = self.run(argv, self.timeout, None)
         if result.returncode != 0:
             raise CommandFailed(argv, result.returncode, result.stderr)
         try:
             return parse_rows(result.stdout, squeue)
         except ValueError as e:
             raise EngineError(f"{argv[0]} printed something unexpected: {e}") from e
+
+
+def _foreign(job: Submitted, queued: list[Row], accounted: Optional[list[Row]]) -> bool:
+    """Do Slurm's rows for the recorded id show another job (a different token in its comment)?
+
+    squeue always shows the comment; sacct only where the site stores it, so an empty one there proves
+    nothing. Jobs whose users set their own --comment carry no token and are not checked.
+    """
+    if not job.token:
+        return False
+    return any(r.comment != job.token for r in queued) or any(r.comment and r.comment != job.token for r in accounted or [])
 
 
 def _without_accounting(job: Submitted) -> Status:

@@ -142,12 +142,20 @@ def test_a_users_own_comment_is_never_overridden(tmp_path: Path) -> None:
         "policy (job submit limit, user's size and/or time limits)",
     ],
 )
-def test_transient_refusals_leave_no_claim_behind(tmp_path: Path, stderr: str) -> None:
+def test_transient_refusals_keep_the_claim_so_a_job_created_anyway_is_found(tmp_path: Path, stderr: str) -> None:
     job = make_job(tmp_path)
     with pytest.raises(SubmitRefused) as refused:
         SlurmEngine(runner=FakeRunner(sbatch=ok("", stderr, 1))).submit(job)
     assert not refused.value.permanent and str(refused.value) == stderr
-    assert not (job / fs.CLAIM).exists()
+    assert (job / fs.CLAIM).exists()
+
+
+def test_a_permanent_refusal_leaves_no_claim(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    refusal = "sbatch: error: Batch job submission failed: Invalid partition name specified"
+    with pytest.raises(SubmitRefused) as refused:
+        SlurmEngine(runner=FakeRunner(sbatch=ok("", refusal, 1))).submit(job)
+    assert refused.value.permanent and not (job / fs.CLAIM).exists()
 
 
 def test_a_timed_out_sbatch_is_unknown_and_keeps_its_claim(tmp_path: Path) -> None:
@@ -213,3 +221,15 @@ def test_accounting_off_judges_from_squeue_and_evidence_and_never_resubmits_blin
     assert obs.statuses["3"].state is State.UNKNOWN  # no evidence either way: wait
     assert obs.unsure == {"job"} and any("cannot tell whether it was submitted" in p for p in obs.problems)
     assert obs.notes and "accounting is disabled" in obs.notes[0]
+
+
+def test_a_recorded_id_that_is_another_jobs_is_never_used_and_the_right_one_is_found(tmp_path: Path) -> None:
+    # sbatch's answer "1234" cut to "12": job 12 is some other job; ours carries our token.
+    job = Submitted("slurm", "12", time.time() - 60, str(tmp_path / "job"), "jobroot-ours")
+    listing = "\n".join([squeue_line("12", "COMPLETED", comment="jobroot-other"), squeue_line("1234", "RUNNING", comment="jobroot-ours")])
+    obs = SlurmEngine(runner=FakeRunner(squeue=ok(listing + "\n"), sacct=ok(""))).observe([job], [])
+    assert obs.statuses["12"].state is State.UNKNOWN  # never "done" on job 12's word
+    assert obs.found == {"job": "1234"}
+    alone = FakeRunner(squeue=ok(squeue_line("12", "FAILED", comment="(null)") + "\n"), sacct=ok(""))
+    obs = SlurmEngine(runner=alone).observe([job], [])
+    assert obs.statuses["12"].state is State.UNKNOWN and not obs.found and obs.problems
