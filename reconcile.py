@@ -29,7 +29,7 @@ STAGES = ("inbox", "pending", "complete")
 CONFIG = "reconcile.json"  # engine and options recorded by --setup
 LOG = "reconcile.log"
 LOCK = ".reconcile.lock"
-RECORDED = ("engine", "batch_limit", "slots", "settle", "max_queued", "lookback", "command_timeout")
+RECORDED = ("engine", "batch_limit", "slots", "settle", "max_queued", "lookback", "command_timeout", "shared_group")
 DEFAULTS: dict[str, object] = {
     "engine": "local",
     "batch_limit": 50,
@@ -38,6 +38,7 @@ DEFAULTS: dict[str, object] = {
     "max_queued": None,
     "lookback": "7d",
     "command_timeout": 60.0,
+    "shared_group": False,
 }
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
 CANCELLED = "The job was cancelled at the user's request (a file named cancel is in its folder)."
@@ -53,6 +54,7 @@ class Options(NamedTuple):
     max_queued: Optional[int]
     lookback: str
     command_timeout: float
+    shared_group: bool
 
 
 class UsageError(Exception):
@@ -71,7 +73,7 @@ class PendingFolder(NamedTuple):
 
 class InboxFolder(NamedTuple):
     name: str
-    verdict: str  # "ready", "wait" (no job.sh yet, or still changing) or "bad"
+    verdict: str  # "ready", "wait" (no job.sh yet, still changing, held), "bad" (never runnable), "note" (say why not)
     reason: str = ""
 
 
@@ -166,6 +168,8 @@ def plan(
     for folder in inbox:
         if folder.verdict == "bad":
             actions.append(Reject(folder.name, folder.reason))
+        elif folder.verdict == "note":
+            actions.append(Note(folder.name, folder.reason))
         elif folder.verdict == "ready":
             actions.append(Submit(folder.name))
             room -= 1
@@ -194,7 +198,7 @@ def scan_pending(root: Path) -> list[PendingFolder]:
     return found
 
 
-def scan_inbox(root: Path, names: Sequence[str], settle: float, now: float) -> Iterator[InboxFolder]:
+def scan_inbox(root: Path, names: Sequence[str], settle: float, now: float, shared: bool = False) -> Iterator[InboxFolder]:
     """The named inbox folders in order, each looked at only when the plan asks for it."""
     for name in names:
         path = root / "inbox" / name
@@ -202,12 +206,14 @@ def scan_inbox(root: Path, names: Sequence[str], settle: float, now: float) -> I
             info = os.lstat(path)
         except OSError:
             continue
-        if not stat.S_ISDIR(info.st_mode):
-            continue  # plain files and links are not jobs
-        yield inspect(path, settle, now)
+        if stat.S_ISLNK(info.st_mode):
+            yield InboxFolder(name, "note", "a symbolic link, not a folder: never submitted (replace it with the folder itself)")
+        elif stat.S_ISDIR(info.st_mode):
+            yield inspect(path, settle, now, shared, info)
+        # plain files are not jobs
 
 
-def inspect(path: Path, settle: float, now: float) -> InboxFolder:
+def inspect(path: Path, settle: float, now: float, shared: bool = False, folder: Optional[os.stat_result] = None) -> InboxFolder:
     """Is this inbox folder ready to submit, not ready yet, or never runnable (and why)?"""
     name = path.name
     script = path / "job.sh"
@@ -233,12 +239,61 @@ def inspect(path: Path, settle: float, now: float) -> InboxFolder:
         return InboxFolder(name, "bad", "job.sh is not a regular file.")
     if info.st_size == 0:
         return InboxFolder(name, "bad", "job.sh is empty.")
+    untrusted = distrust(folder or os.lstat(path), info, shared)
+    if untrusted:
+        return InboxFolder(name, "bad", untrusted)
     try:
         with open(script, "rb") as f:
             f.read(1)
     except OSError as e:
         return InboxFolder(name, "bad", f"job.sh cannot be read: {e.strerror}.")
     return InboxFolder(name, "ready")
+
+
+def distrust(folder: os.stat_result, script: os.stat_result, shared: bool) -> str:
+    """Why a folder someone else could have written must not run as this user; "" when it may.
+
+    Default: folder and job.sh owned by this user, job.sh writable by nobody else (group-writable
+    is fine when the group is the owner's private group). --shared-group: anyone in the group.
+    """
+    me = os.geteuid()
+    if script.st_mode & stat.S_IWOTH:
+        return "job.sh is writable by every user; run chmod o-w job.sh and submit it again."
+    if shared:
+        ours = set(os.getgroups()) | {os.getegid()}
+        for what, st_ in (("the folder", folder), ("job.sh", script)):
+            if st_.st_uid != me and st_.st_gid not in ours:
+                return f"{what} belongs to {_user(st_.st_uid)} and to a group this user is not in."
+        return ""
+    for what, st_ in (("the folder", folder), ("job.sh", script)):
+        if st_.st_uid != me:
+            return (
+                f"{what} belongs to {_user(st_.st_uid)}, not to {_user(me)} who runs the reconciler "
+                "(a lab sharing a root can allow this with --shared-group)."
+            )
+    if script.st_mode & stat.S_IWGRP and not _private_group(script.st_gid, me):
+        return "job.sh is writable by its group; run chmod g-w job.sh (or set the root up with --shared-group)."
+    return ""
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _private_group(gid: int, uid: int) -> bool:
+    """A user private group: the user's own primary group, with no other members."""
+    import grp
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_gid == gid and not grp.getgrgid(gid).gr_mem
+    except KeyError:
+        return False
 
 
 def _any_entry(folder: Path) -> bool:
@@ -506,6 +561,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         metavar="SECONDS",
         help="give up on any batch-system command after this long (default 60)",
     )
+    add(
+        "--shared-group",
+        action="store_true",
+        default=None,
+        help="accept folders of other users in a group you share (see README)",
+    )
     add("--dry-run", action="store_true", help="print what a sweep would do; change nothing")
     add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
     add("--json", action="store_true", help="with --status: print JSON")
@@ -578,6 +639,7 @@ def options(args: argparse.Namespace, root: Path) -> Options:
             None if max_queued is None else int(max_queued),
             str(merged["lookback"]),
             float(merged["command_timeout"]),
+            bool(merged["shared_group"]),
         )
         return opts
     except (ValueError, TypeError) as e:
@@ -620,7 +682,7 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
             log.info(note)
         for problem in obs.problems:
             log.problem(problem)
-        inbox = scan_inbox(root, waiting, opts.settle, time.time())
+        inbox = scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group)
         actions = plan(pending, obs, inbox, engine.name, opts.batch_limit, time.time())
         if args.dry_run:
             for action in actions:

@@ -119,7 +119,14 @@ def test_scheduler_faults_at_30_percent_over_200_runs(slurm_root: Path, ledger: 
     tally = verify(slurm_root, ledger, kinds)
     faults = (tmp_path / "faults.log").read_text().splitlines()
     seen = {line for line in faults}
-    for expected in ("sbatch fail-after-create", "sbatch vanish", "sbatch garble", "squeue hang", "squeue truncate", "sacct error"):
+    for expected in (
+        "sbatch fail-after-create",
+        "sbatch vanish",
+        "sbatch garble",
+        "squeue hang",
+        "squeue truncate",
+        "sacct error",
+    ):
         assert expected in seen, f"the fault {expected!r} was never injected; raise RECONCILE_FAULT_RUNS"
     print(f"\nscheduler faults: {runs} runs, {len(faults)} faults injected ({len(seen)} kinds), {tally}")
 

@@ -226,7 +226,9 @@ def test_accounting_off_judges_from_squeue_and_evidence_and_never_resubmits_blin
 def test_a_recorded_id_that_is_another_jobs_is_never_used_and_the_right_one_is_found(tmp_path: Path) -> None:
     # sbatch's answer "1234" cut to "12": job 12 is some other job; ours carries our token.
     job = Submitted("slurm", "12", time.time() - 60, str(tmp_path / "job"), "jobroot-ours")
-    listing = "\n".join([squeue_line("12", "COMPLETED", comment="jobroot-other"), squeue_line("1234", "RUNNING", comment="jobroot-ours")])
+    listing = "\n".join(
+        [squeue_line("12", "COMPLETED", comment="jobroot-other"), squeue_line("1234", "RUNNING", comment="jobroot-ours")]
+    )
     obs = SlurmEngine(runner=FakeRunner(squeue=ok(listing + "\n"), sacct=ok(""))).observe([job], [])
     assert obs.statuses["12"].state is State.UNKNOWN  # never "done" on job 12's word
     assert obs.found == {"job": "1234"}
