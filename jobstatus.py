@@ -111,7 +111,7 @@ def write_files(root: Path, live: list[Entry], ended: list[Entry], now: float, u
 
     unlisted: waiting inbox folders beyond the first LISTED_WAITING, counted but not named.
     """
-    recent = (ended + [e for e in _previous_endings(root) if e.name not in {x.name for x in ended}])[:RECENT]
+    recent = (ended + [e for e in recent_endings(root) if e.name not in {x.name for x in ended}])[:RECENT]
     if ended:
         fs.write_atomic(root / RECENT_FILE, json.dumps([e._asdict() for e in recent]) + "\n")
     entries = live + recent
@@ -132,7 +132,8 @@ def _counts(entries: list[Entry], unlisted: int) -> dict[str, int]:
     return counts
 
 
-def _previous_endings(root: Path) -> list[Entry]:
+def recent_endings(root: Path) -> list[Entry]:
+    """The latest endings, newest first, as the last runs recorded them."""
     try:
         return [Entry(**e) for e in json.loads((root / RECENT_FILE).read_text(encoding="utf-8"))]
     except (OSError, ValueError, KeyError, TypeError):

@@ -29,7 +29,10 @@ STAGES = ("inbox", "pending", "complete")
 CONFIG = "reconcile.json"  # engine and options recorded by --setup
 LOG = "reconcile.log"
 LOCK = ".reconcile.lock"
-RECORDED = ("engine", "batch_limit", "slots", "settle", "max_queued", "lookback", "command_timeout", "shared_group")
+RECORDED = (
+    "engine", "batch_limit", "slots", "settle", "max_queued", "lookback", "command_timeout", "shared_group", "breaker",
+    "breaker_cooldown",
+)  # fmt: skip
 DEFAULTS: dict[str, object] = {
     "engine": "local",
     "batch_limit": 50,
@@ -39,7 +42,10 @@ DEFAULTS: dict[str, object] = {
     "lookback": "7d",
     "command_timeout": 60.0,
     "shared_group": False,
+    "breaker": 5,
+    "breaker_cooldown": 900.0,
 }
+BREAKER = ".breaker"  # present while submissions are paused, so the pause is announced once
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
 CANCELLED = "The job was cancelled at the user's request (a file named cancel is in its folder)."
 LOG_MAX = 10 * 1024 * 1024  # bytes; then reconcile.log becomes reconcile.log.1
@@ -55,6 +61,8 @@ class Options(NamedTuple):
     lookback: str
     command_timeout: float
     shared_group: bool
+    breaker: int
+    breaker_cooldown: float
 
 
 class UsageError(Exception):
@@ -135,7 +143,7 @@ def plan(
                 pass
             elif p.cancel:
                 actions.append(Finish(p.name, "The job was cancelled at the user's request before it was submitted."))
-            else:
+            elif batch_limit > 0:  # 0: collect results only, start nothing
                 actions.append(Launch(p.name))
                 starts += 1
         elif p.record.engine != engine:
@@ -248,6 +256,27 @@ def inspect(path: Path, settle: float, now: float, shared: bool = False, folder:
     except OSError as e:
         return InboxFolder(name, "bad", f"job.sh cannot be read: {e.strerror}.")
     return InboxFolder(name, "ready")
+
+
+def breaker(recent: Sequence[st.Entry], now: float, failures: int, cooldown: float) -> str:
+    """Why submitting should pause now, or "" when it should not (pure: recent endings in, newest first).
+
+    Open when the last `failures` jobs to end all failed, the newest less than `cooldown` seconds ago
+    and all within twice that. Rejected folders and cancels by the user are not failures of the jobs.
+    """
+    if failures <= 0:
+        return ""
+    counted = [e for e in recent if not e.reason.startswith(("Not submitted:", CANCELLED))][:failures]
+    if len(counted) < failures or any(e.state != "failed" for e in counted):
+        return ""
+    newest, oldest = counted[0].since or 0.0, counted[-1].since or 0.0
+    if now - newest >= cooldown or newest - oldest > 2 * cooldown:
+        return ""
+    until = time.strftime("%H:%M", time.localtime(newest + cooldown))
+    return (
+        f"the last {failures} jobs to end all failed (latest: {counted[0].reason}); "
+        f"submissions paused until {until} (--breaker, --breaker-cooldown)"
+    )
 
 
 def distrust(folder: os.stat_result, script: os.stat_result, shared: bool) -> str:
@@ -567,6 +596,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         default=None,
         help="accept folders of other users in a group you share (see README)",
     )
+    add(
+        "--breaker",
+        type=_count,
+        metavar="N",
+        help="pause submitting when the last N jobs to end all failed (default 5; 0: never)",
+    )
+    add("--breaker-cooldown", type=_seconds, metavar="SECONDS", help="how long such a pause lasts (default 900)")
     add("--dry-run", action="store_true", help="print what a sweep would do; change nothing")
     add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
     add("--json", action="store_true", help="with --status: print JSON")
@@ -640,6 +676,8 @@ def options(args: argparse.Namespace, root: Path) -> Options:
             str(merged["lookback"]),
             float(merged["command_timeout"]),
             bool(merged["shared_group"]),
+            int(merged["breaker"]),
+            float(merged["breaker_cooldown"]),
         )
         return opts
     except (ValueError, TypeError) as e:
@@ -683,7 +721,10 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
         for problem in obs.problems:
             log.problem(problem)
         inbox = scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group)
-        actions = plan(pending, obs, inbox, engine.name, opts.batch_limit, time.time())
+        pause = breaker(st.recent_endings(root), time.time(), opts.breaker, opts.breaker_cooldown)
+        if not args.dry_run:
+            announce_pause(root, pause, log)
+        actions = plan(pending, obs, inbox, engine.name, 0 if pause else opts.batch_limit, time.time())
         if args.dry_run:
             for action in actions:
                 print(describe(action))
@@ -699,6 +740,17 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
     finally:
         if lock is not None:
             lock.release()
+
+
+def announce_pause(root: Path, pause: str, log: Log) -> None:
+    """Say once, on stderr and in the log, that the breaker opened; note in the log when it closes."""
+    marker = root / BREAKER
+    if pause and not marker.exists():
+        fs.write_atomic(marker, pause + "\n")
+        log.problem(f"circuit breaker: {pause}")
+    elif not pause and marker.exists():
+        marker.unlink()
+        log.info("circuit breaker closed: submitting again")
 
 
 def write_status(root: Path, before: list[PendingFolder], waiting: list[str], obs: Observation, work: Sweep) -> None:
