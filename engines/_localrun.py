@@ -32,9 +32,9 @@ def main() -> None:
     # A cancel signals the whole process group: the job ends, this wrapper stays to record it.
     # (A handler, not SIG_IGN, so the job itself does not inherit the disposition.)
     signal.signal(signal.SIGTERM, lambda *_: None)
-    here = Path.cwd()
+    # Relative paths: the working directory follows the folder if someone renames it meanwhile.
     try:
-        with open(here / OUTPUT, "wb") as out:
+        with open(OUTPUT, "wb") as out:
             rc = subprocess.run(
                 ["bash", "job.sh"],
                 stdin=subprocess.DEVNULL,
@@ -45,5 +45,5 @@ def main() -> None:
     except OSError:
         rc = 127  # bash missing, or the output file cannot be written: the job did not run
     record = {"returncode": max(rc, 0), "signal": -rc if rc < 0 else 0, "ended": time.time()}
-    write_atomic(here / EXIT_RECORD, json.dumps(record) + "\n")
+    write_atomic(Path(EXIT_RECORD), json.dumps(record) + "\n")
     os._exit(0)

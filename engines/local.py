@@ -75,14 +75,13 @@ class LocalEngine:
         unsure: set[str] = set()
         for path in claimed:
             status = self._status(path)
-            if status.state is State.FAILED and status.reason.startswith(_LOST):
-                continue  # never launched, or launch died before job.sh: launch again
-            job_id = _recorded_id(path)
-            if job_id is None:
-                unsure.add(path.name)  # launched a moment ago; the wrapper has not written its id yet
-            else:
-                found[path.name] = job_id
+            job_id = _recorded_id(path)  # the wrapper writes it before anything runs: proof of a launch
+            if job_id is not None:
+                found[path.name] = job_id  # adopted; a job that ended without a record is then reported lost
                 active += status.state is State.ACTIVE
+            elif status.state is State.ACTIVE:
+                unsure.add(path.name)  # launched a moment ago; the wrapper has not written its id yet
+            # else: the launcher died before the wrapper started: nothing ran, launch again
         return Observation(statuses, found, frozenset(unsure), max(0, self.slots - active))
 
     def cancel(self, jobs: Sequence[Submitted]) -> None:
