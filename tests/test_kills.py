@@ -90,7 +90,7 @@ def test_kill_at_every_step_boundary(root: Path, ledger: Path, step: str) -> Non
 
 
 def test_kill_at_random_instants(root: Path, ledger: Path) -> None:
-    runs = int(os.environ.get("RECONCILE_KILL_RUNS", "150"))
+    runs = int(os.environ.get("RECONCILE_KILL_RUNS", "300"))
     seed = int(os.environ.get("RECONCILE_KILL_SEED", str(time.time_ns() % 10**6)))
     rng = random.Random(seed)
     kinds = populate(root, ledger, 40)
