@@ -5,49 +5,45 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 from conftest import RECONCILE, drain, ledger_job, make_job, read_ledger, run
 
 FILES = 6
-CHECK = f'n=$(ls data.* 2>/dev/null | wc -l); if [ "$n" = {FILES} ]; then echo whole >> {{ledger}}; else echo partial-$n >> {{ledger}}; fi\n'
+CHECK = (  # the job says whether it saw every file
+    f"n=$(ls data.* 2>/dev/null | wc -l)\n"
+    f'if [ "$n" = {FILES} ]; then echo whole >> {{ledger}}; else echo partial-$n >> {{ledger}}; fi\n'
+)
 
 
-def slow_upload(folder: Path, ledger: Path, pause: float, old_mtimes: bool) -> None:
-    """job.sh first, then the data files one by one, like a slow scp; mtimes kept old as cp -p/rsync -a do."""
+def upload_step_by_step(root: Path, folder: Path, ledger: Path, settle: str, old_mtimes: bool) -> None:
+    """job.sh first, then the data files one by one, like a slow scp, with a run after every step.
+
+    With old modification times (cp -p, rsync -a) the change time still shows the files are new.
+    """
     folder.mkdir()
     (folder / "job.sh").write_text(CHECK.format(ledger=ledger))
+    assert run(root, "--settle", settle).returncode == 0
     for i in range(FILES):
-        time.sleep(pause)
         path = folder / f"data.{i}"
         path.write_text("x" * 1000)
         if old_mtimes:
             os.utime(path, (time.time() - 86400, time.time() - 86400))
+        assert run(root, "--settle", settle).returncode == 0
+        assert folder.exists(), f"submitted after {i + 1} of {FILES} files"
 
 
-def test_a_slow_upload_is_submitted_only_once_complete(root: Path, ledger: Path) -> None:
-    writer = threading.Thread(target=slow_upload, args=(root / "inbox" / "slow", ledger, 0.5, True))
-    writer.start()
-    runs = 0
-    while writer.is_alive():
-        assert run(root, "--settle", "1.5").returncode == 0
-        runs += 1
-        time.sleep(0.2)
-    writer.join()
-    drain(root, "--settle", "1.5")
-    assert runs >= 10, "the runs did not overlap the upload"
+def test_a_slow_upload_is_submitted_only_once_settled(root: Path, ledger: Path) -> None:
+    upload_step_by_step(root, root / "inbox" / "slow", ledger, settle="30", old_mtimes=True)
+    assert read_ledger(ledger) == []
+    drain(root, "--settle", "1")  # once nothing has changed for 1 s it goes
     assert read_ledger(ledger) == ["whole"]
 
 
 def test_the_hidden_name_recipe_needs_no_settle_time(root: Path, ledger: Path) -> None:
-    writer = threading.Thread(target=slow_upload, args=(root / "inbox" / ".upload", ledger, 0.3, False))
-    writer.start()
-    while writer.is_alive():
-        assert run(root, "--settle", "0").returncode == 0
-        time.sleep(0.1)
-    writer.join()
+    upload_step_by_step(root, root / "inbox" / ".upload", ledger, settle="0", old_mtimes=False)
+    assert read_ledger(ledger) == []
     os.rename(root / "inbox" / ".upload", root / "inbox" / "upload")
     drain(root, "--settle", "0")
     assert read_ledger(ledger) == ["whole"]

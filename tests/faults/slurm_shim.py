@@ -2,11 +2,12 @@
 
     slurm_shim.py COMMAND ARGS...      (installed on PATH as COMMAND by tests/test_faults_slurm.py)
 
-With probability SHIM_RATE (default 0.3) it injects one fault for COMMAND and appends its name to
-SHIM_LOG; otherwise it runs the real command untouched. Faults: the real error texts with exit 1
-(error), sleeping past the caller's timeout (hang), the real output cut short (truncate) or replaced
-by junk (garble); for sbatch also: the job is created but an error is reported (fail-after-create),
-or success is reported for a job that is cancelled at once (vanish).
+With probability SHIM_RATE (default 0.3) it injects a fault for COMMAND, the command's fault kinds
+taken in turn, and appends its name to SHIM_LOG; otherwise it runs the real command untouched.
+Faults: the real error texts with exit 1 (error), sleeping past the caller's timeout (hang), the
+real output cut short (truncate) or replaced by junk (garble); for sbatch also: the job is created
+but an error is reported (fail-after-create), or success is reported for a job that is cancelled at
+once (vanish).
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def main() -> int:
     rng = random.Random()
     if rng.random() >= float(os.environ.get("SHIM_RATE", "0.3")):
         return subprocess.run([REAL[command], *args]).returncode
-    fault = rng.choice(SBATCH_FAULTS if command == "sbatch" else FAULTS)
+    kinds = SBATCH_FAULTS if command == "sbatch" else FAULTS
+    counter = f"{os.environ['SHIM_LOG']}.{command}.n"  # kinds in turn, so every kind is injected
+    n = int(open(counter).read()) if os.path.exists(counter) else 0
+    with open(counter, "w") as f:
+        f.write(str(n + 1))
+    fault = kinds[n % len(kinds)]
     with open(os.environ["SHIM_LOG"], "a") as log:
         log.write(f"{command} {fault}\n")
     if fault == "error":
