@@ -188,7 +188,8 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
     """
     if any(r.word in ACTIVE for r in queued):
         return Status(State.ACTIVE, phase="queued" if all(r.word == "PENDING" for r in queued) else "running")
-    final = [r for r in accounted or [] if r.word in SUCCESS | FAILURE]
+    # slurmdbd can store the final state a moment before the exit code and end time: not final yet.
+    final = [r for r in accounted or [] if r.word in SUCCESS | FAILURE and r.end is not None]
     if accounted and len(final) < len(accounted):
         return Status(State.ACTIVE) if queued else Status(State.UNKNOWN)  # accounting has not heard the end yet
     if queued and {r.job_id for r in queued} - {r.job_id for r in final}:
@@ -260,12 +261,11 @@ class SlurmEngine:
     def submit(self, job_dir: Path) -> str:
         import secrets  # only submissions need it (3 ms of imports)
 
-        token = f"jobroot-{secrets.token_hex(8)}"
+        # The token goes in --comment so the next run can find this job if its id is never recorded (or
+        # is garbled); a comment the user set is kept, and then there is no token ("").
+        token = "" if user_sets(job_dir / "job.sh", "comment") else f"jobroot-{secrets.token_hex(8)}"
         fs.write_atomic(job_dir / fs.CLAIM, json.dumps({"token": token, "claimed": time.time()}) + "\n")
-        argv = ["sbatch", "--parsable"]
-        if not user_sets(job_dir / "job.sh", "comment"):
-            argv.append(f"--comment={token}")  # lets the next run find this job if its id is never recorded
-        argv.append("job.sh")
+        argv = ["sbatch", "--parsable", *([f"--comment={token}"] if token else []), "job.sh"]
         try:
             result = self.run(argv, self.timeout, job_dir)
         except CommandTimeout as e:
@@ -322,14 +322,17 @@ class SlurmEngine:
         for job in jobs:
             queue_rows = by_base.get(job.job_id, [])
             acct_rows = account_by_base.get(job.job_id, []) if accounted is not None else None
-            if _foreign(job, queue_rows, acct_rows):
-                # The recorded id is another job's (a garbled sbatch answer): never judge this folder by it.
+            foreign = _foreign(job, queue_rows, acct_rows)
+            nowhere = bool(job.token) and not queue_rows and accounted is not None and not acct_rows
+            if foreign or nowhere:
+                # The recorded id is another job's, or no job's (a garbled sbatch answer): never judge
+                # this folder by it; look for the job that carries the folder's token.
                 statuses[job.job_id] = Status(State.UNKNOWN)
                 others = [r for r in queued + (accounted or []) if r.base not in recorded]
                 right = _match(Path(job.path), (job.token, job.submitted), others)
                 if right:
                     found[os.path.basename(job.path)] = right
-                else:
+                elif foreign:
                     problems.append(
                         f"{os.path.basename(job.path)}: recorded job {job.job_id} is not this folder's job; looking for it"
                     )
@@ -430,7 +433,7 @@ def _match(path: Path, claim: tuple[str, float], rows: list[Row]) -> Optional[st
     """The job submitted for this claim: by the token in its comment, else by work directory and time."""
     token, claimed = claim
     for r in rows:
-        if r.comment == token:
+        if token and r.comment == token:
             return r.base
     dirs = {str(path), os.path.realpath(path)}
     for r in rows:

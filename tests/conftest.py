@@ -56,7 +56,8 @@ def drain(root: Path, *args: str, limit: float = 120) -> None:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     r = tmp_path / "root"
-    result = run(r, "-s", "-e", "local", "--settle", "0")
+    # The breaker is off: these tests fail jobs on purpose (tests/test_breaker.py turns it on).
+    result = run(r, "-s", "-e", "local", "--settle", "0", "--breaker", "0")
     assert result.returncode == 0, result.stderr
     return r
 
@@ -96,6 +97,6 @@ def cluster() -> None:
 @pytest.fixture
 def slurm_root(tmp_path: Path, cluster: None) -> Path:
     r = tmp_path / "root"
-    result = run(r, "-s", "-e", "slurm", "--settle", "0")
+    result = run(r, "-s", "-e", "slurm", "--settle", "0", "--breaker", "0")
     assert result.returncode == 0, result.stderr
     return r

@@ -63,6 +63,14 @@ def jobs_with_workdir(workdir: Path) -> list[str]:
     pytest.fail(f"accounting never showed a finished job for {workdir}")
 
 
+def wait_purged(job_id: str) -> None:
+    """Wait until slurmctld has forgotten the job (MinJobAge), so only accounting knows it."""
+    deadline = time.monotonic() + 120
+    while subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id], capture_output=True, text=True, timeout=60).stdout.strip():
+        assert time.monotonic() < deadline, "the job never left squeue"
+        time.sleep(1)
+
+
 def stop_daemon(name: str) -> None:
     pid = int(Path(f"/run/{name}.pid").read_text())
     os.kill(pid, signal.SIGTERM)
@@ -84,7 +92,7 @@ def restart_cluster() -> None:
 @pytest.fixture(scope="module")
 def timeout_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("timeout") / "root"
-    assert run(root, "-s", "-e", "slurm", "--settle", "0").returncode == 0
+    assert run(root, "-s", "-e", "slurm", "--settle", "0", "--breaker", "0").returncode == 0
     make_job(root, "slow", "#!/bin/bash\n#SBATCH --time=00:00:01\nsleep 600\n")
     return root
 
@@ -151,10 +159,7 @@ def test_a_failure_purged_from_squeue_is_caught_by_sacct(slurm_root: Path) -> No
     make_job(slurm_root, "five", "#!/bin/bash\nexit 5\n")
     run(slurm_root)
     job_id = job_id_of(slurm_root, "five")
-    deadline = time.monotonic() + 120
-    while subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id], capture_output=True, text=True, timeout=60).stdout.strip():
-        assert time.monotonic() < deadline, "the job never left squeue"
-        time.sleep(1)
+    wait_purged(job_id)
     result = run(slurm_root)
     assert result.returncode == 0, result.stderr
     assert "FAILED with exit code 5" in (error_of(slurm_root, "five") or "")
@@ -236,12 +241,7 @@ def test_slurmdbd_down_misfiles_nothing(slurm_root: Path) -> None:
         make_job(slurm_root, "bad", "#!/bin/bash\nexit 6\n")
         run(slurm_root)
         ids = {n: job_id_of(slurm_root, n) for n in ("ok", "bad")}
-        deadline = time.monotonic() + 120
-        while subprocess.run(
-            ["squeue", "-h", "-t", "all", "-j", ids["bad"]], capture_output=True, text=True, timeout=60
-        ).stdout.strip():
-            assert time.monotonic() < deadline, "the job never left squeue"
-            time.sleep(1)
+        wait_purged(ids["bad"])
         result = run(slurm_root)
         assert "sacct failed" in result.stderr
         assert "bad" in os.listdir(slurm_root / "pending")  # its outcome is unknown without accounting: it waits

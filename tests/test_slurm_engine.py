@@ -235,3 +235,10 @@ def test_a_recorded_id_that_is_another_jobs_is_never_used_and_the_right_one_is_f
     alone = FakeRunner(squeue=ok(squeue_line("12", "FAILED", comment="(null)") + "\n"), sacct=ok(""))
     obs = SlurmEngine(runner=alone).observe([job], [])
     assert obs.statuses["12"].state is State.UNKNOWN and not obs.found and obs.problems
+
+
+def test_a_recorded_id_that_is_no_job_at_all_is_replaced_by_the_one_with_the_token(tmp_path: Path) -> None:
+    job = Submitted("slurm", "3", time.time() - 60, str(tmp_path / "job"), "jobroot-ours")  # "3" from a cut "3456"
+    accounted = sacct_line("3456", "COMPLETED", comment="jobroot-ours")
+    obs = SlurmEngine(runner=FakeRunner(squeue=ok(""), sacct=ok(accounted + "\n"))).observe([job], [])
+    assert obs.statuses["3"].state is State.UNKNOWN and obs.found == {"job": "3456"}

@@ -141,3 +141,11 @@ def test_lookback() -> None:
     assert parse_lookback("2026-11-01", now) > 0
     with pytest.raises(ValueError):
         parse_lookback("soon", now)
+
+
+def test_a_final_state_without_an_end_time_is_not_final_yet() -> None:
+    # Seen on the real cluster: sacct showed "FAILED 0:0, End Unknown" a moment before "FAILED 3:0".
+    early = make_row("7", "FAILED", "0:0", 1.0, None, "", "/w", "")
+    assert decide("7", [], [early]).state is State.UNKNOWN
+    late = make_row("7", "FAILED", "3:0", 1.0, 2.0, "", "/w", "")
+    assert "exit code 3" in decide("7", [], [late]).reason
