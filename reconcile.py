@@ -29,10 +29,6 @@ STAGES = ("inbox", "pending", "complete")
 CONFIG = "reconcile.json"  # engine and options recorded by --setup
 LOG = "reconcile.log"
 LOCK = ".reconcile.lock"
-RECORDED = (
-    "engine", "batch_limit", "slots", "settle", "max_queued", "lookback", "command_timeout", "shared_group", "breaker",
-    "breaker_cooldown",
-)  # fmt: skip
 DEFAULTS: dict[str, object] = {
     "engine": "local",
     "batch_limit": 50,
@@ -45,6 +41,7 @@ DEFAULTS: dict[str, object] = {
     "breaker": 5,
     "breaker_cooldown": 900.0,
 }
+RECORDED = tuple(DEFAULTS)  # what --setup records, and a later command line may override
 BREAKER = ".breaker"  # present while submissions are paused, so the pause is announced once
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
 CANCELLED = "The job was cancelled at the user's request (a file named cancel is in its folder)."
@@ -238,12 +235,11 @@ def inspect(path: Path, settle: float, now: float, shared: bool = False, folder:
             return InboxFolder(name, "wait", "still changing")
     except OSError:
         return InboxFolder(name, "wait", "vanished")
-    kind = stat
-    if kind.S_ISLNK(info.st_mode):
+    if stat.S_ISLNK(info.st_mode):
         return InboxFolder(name, "bad", "job.sh is a symbolic link; put a regular file named job.sh in the folder.")
-    if kind.S_ISDIR(info.st_mode):
+    if stat.S_ISDIR(info.st_mode):
         return InboxFolder(name, "bad", "job.sh is a directory, not a script.")
-    if not kind.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(info.st_mode):
         return InboxFolder(name, "bad", "job.sh is not a regular file.")
     if info.st_size == 0:
         return InboxFolder(name, "bad", "job.sh is empty.")
