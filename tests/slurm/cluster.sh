@@ -12,7 +12,11 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
   for _ in $(seq $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
   log "$what did not come up within ${limit}s"; return 1
 }
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
+pid_alive() {  # the PID file names a live daemon (not a stale PID reused by another process)
+  local pid
+  pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  case "$(cat "/proc/$pid/comm" 2>/dev/null)" in slurm*|munged|mariadbd|mysqld) return 0 ;; *) return 1 ;; esac
+}
 
 if [ "${1:-}" = stop ] || [ "${1:-}" = stop-all ]; then  # stop-all: munged and mariadbd too
   pidfiles="/run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid"
