@@ -10,6 +10,7 @@ recent endings, so a sweep never has to list complete/.
 
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional
@@ -43,7 +44,7 @@ def inbox_entries(root: Path, names: Iterable[str]) -> list[Entry]:
             st = os.lstat(path)
         except OSError:
             continue
-        if not os.path.isdir(path) or os.path.islink(path):
+        if not stat.S_ISDIR(st.st_mode):  # lstat: a link to a folder is not a folder
             continue
         held = os.path.lexists(path / HOLD)
         entries.append(
@@ -106,12 +107,14 @@ def render_json(entries: list[Entry], now: float, unlisted: int = 0) -> str:
     return json.dumps(data, ensure_ascii=False) + "\n"  # no indent: the C encoder is ~10x faster
 
 
-def write_files(root: Path, live: list[Entry], ended: list[Entry], now: float, unlisted: int = 0) -> None:
+def write_files(root: Path, live: list[Entry], ended: list[Entry], previous: list[Entry], now: float, unlisted: int = 0) -> None:
     """Replace status.txt and status.json atomically, carrying the most recent endings forward.
 
-    unlisted: waiting inbox folders beyond the first LISTED_WAITING, counted but not named.
+    previous: the endings recorded before this run (recent_endings); unlisted: waiting inbox folders
+    beyond the first LISTED_WAITING, counted but not named.
     """
-    recent = (ended + [e for e in recent_endings(root) if e.name not in {x.name for x in ended}])[:RECENT]
+    just_ended = {e.name for e in ended}
+    recent = (ended + [e for e in previous if e.name not in just_ended])[:RECENT]
     if ended:
         fs.write_atomic(root / RECENT_FILE, json.dumps([e._asdict() for e in recent]) + "\n")
     entries = live + recent

@@ -717,7 +717,8 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
         for problem in obs.problems:
             log.problem(problem)
         inbox = scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group)
-        pause = breaker(st.recent_endings(root), time.time(), opts.breaker, opts.breaker_cooldown)
+        recent = st.recent_endings(root)  # read once: the breaker and the status files both need it
+        pause = breaker(recent, time.time(), opts.breaker, opts.breaker_cooldown)
         if not args.dry_run:
             announce_pause(root, pause, log)
         actions = plan(pending, obs, inbox, engine.name, 0 if pause else opts.batch_limit, time.time())
@@ -729,7 +730,7 @@ def sweep(root: Path, opts: Options, args: argparse.Namespace, stop: StopFlag) -
         work = Sweep(root, engine, log, stop)
         problems = work.apply(actions)
         try:
-            write_status(root, pending, waiting, obs, work)
+            write_status(root, pending, waiting, obs, work, recent)
         except OSError as e:
             log.problem(f"cannot write the status files: {e}")
         return 1 if problems or obs.problems else 0
@@ -749,14 +750,16 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
         log.info("circuit breaker closed: submitting again")
 
 
-def write_status(root: Path, before: list[PendingFolder], waiting: list[str], obs: Observation, work: Sweep) -> None:
+def write_status(
+    root: Path, before: list[PendingFolder], waiting: list[str], obs: Observation, work: Sweep, recent: list[st.Entry]
+) -> None:
     """status.txt/.json after a sweep, from what it already knows: no listing, no query, complete/ never read."""
     records = {p.name: p.record for p in before if p.name not in work.left_pending}
     records.update(work.started)
     still = [name for name in waiting if name not in work.left_inbox]
     inbox = [st.Entry(name, "waiting", "", None) for name in still[: st.LISTED_WAITING]]  # the next in line
     now = time.time()
-    st.write_files(root, inbox + st.pending_entries(root, records, obs), work.ended, now, len(still) - len(inbox))
+    st.write_files(root, inbox + st.pending_entries(root, records, obs), work.ended, recent, now, len(still) - len(inbox))
 
 
 def show_status(root: Path, opts: Options, as_json: bool) -> int:
