@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from engines._fs import EXIT_RECORD, OUTPUT, write_atomic
+from jobroot.folders import EXIT_RECORD, OUTPUT, SCRIPT, write_atomic
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     try:
         with open(OUTPUT, "wb") as out:
             rc = subprocess.run(
-                ["bash", "job.sh"],
+                ["bash", SCRIPT],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

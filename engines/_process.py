@@ -7,15 +7,10 @@ mid-`sbatch` cannot leave an orphan that submits the job later behind the next r
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation
 # at import, ~10 ms per run (measured); real annotation objects cost nothing.
 
-import subprocess
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence, Union
 
-from engines import CommandFailed
-
-
-class CommandTimeout(CommandFailed):
-    """The command did not answer in time and was killed: its effect is unknown."""
+from jobroot.engine import CommandFailed, CommandTimeout
 
 
 class Result(NamedTuple):
@@ -30,6 +25,8 @@ Runner = Callable[[Sequence[str], float, Optional[Path]], Result]
 
 def run(argv: Sequence[str], timeout: float, cwd: Optional[Path] = None) -> Result:
     """Run argv; a timeout or a missing binary raises CommandFailed. A non-zero exit is returned, not raised."""
+    import subprocess  # here, not at the top: an idle run imports this module but runs nothing (2 ms)
+
     try:
         done = subprocess.run(
             list(argv),

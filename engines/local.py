@@ -12,26 +12,32 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
-from engines import Observation, State, Status, SubmitRefused, Submitted, SubmitUnknown
-from engines._fs import EXIT_RECORD, RUN_LOCK, crash_point
+import jobroot
+from jobroot.config import positive
+from jobroot.engine import Observation, Setting, State, Status, SubmitRefused, SubmitUnknown
+from jobroot.folders import EXIT_RECORD, RUN_LOCK, Submitted, crash_point
 
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 # -I: the job folder is the working directory, and nothing in it may shadow a module we import.
-_RUNNER = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); from engines._localrun import main; main()"
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(jobroot.__file__)))
+_RUNNER = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); from jobroot.engines._localrun import main; main()"
 
 
 class LocalEngine:
     name = "local"
+    SETTINGS = (Setting("slots", positive, None, "N", "at most N jobs at once (default: the CPU count)"),)
 
-    def __init__(self, slots: int = 1, **_options: object) -> None:
+    def __init__(self, slots: Optional[int] = None) -> None:
+        if slots is None:
+            slots = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.slots = slots
 
     def submit(self, job_dir: Path) -> str:
+        import subprocess  # only submissions need it (2 ms of imports)
+
         try:
             fd = os.open(job_dir / RUN_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:

@@ -1,7 +1,7 @@
 """Slurm engine: sbatch in the job's folder; state from one squeue and at most one sacct per run.
 
-Pure helpers (parse_sbatch_id, parse_rows, decide, ...) read the commands' text and are tested on
-output captured from a real Slurm 22.05. SlurmEngine only assembles commands and calls them.
+The text the commands print is read by the pure functions of _slurmparse.py; this module only
+assembles the commands, runs them, and matches claims to jobs.
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation
@@ -11,220 +11,42 @@ import json
 import os
 import pwd
 import re
-import signal
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
-from engines import CommandFailed, EngineError, Observation, State, Status, SubmitRefused, Submitted, SubmitUnknown
-from engines import _fs as fs
-from engines._process import CommandTimeout, Runner, run
+from jobroot import folders as fs
+from jobroot.config import positive, seconds
+from jobroot.engine import (
+    CommandFailed,
+    CommandTimeout,
+    EngineError,
+    Observation,
+    Setting,
+    State,
+    Status,
+    SubmitRefused,
+    SubmitUnknown,
+)
+from jobroot.engines._process import Runner, run
+from jobroot.engines._slurmparse import (
+    ACTIVE,
+    SACCT_FIELDS,
+    SEP,
+    SQUEUE_FORMAT,
+    Row,
+    decide,
+    is_transient,
+    parse_lookback,
+    parse_rows,
+    parse_sbatch_id,
+    task_count,
+)
+from jobroot.folders import Submitted
 
-SEP = "\x1f"  # cannot be typed into a job name or comment by accident; `|` can
-SQUEUE_FORMAT = SEP.join(["%i", "%T", "%V", "%k", "%Z"])
-SACCT_FIELDS = "JobID,State,ExitCode,Submit,End,Comment,WorkDir"
 TIMEOUT = 60.0  # seconds for any one command; sbatch against a dead controller gives up after ~9 s
 CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and slurmctld
-
-SUCCESS = {"COMPLETED"}
-FAILURE = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "REVOKED"}
-ACTIVE = {
-    "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING", "SUSPENDED",
-    "RESIZING", "STAGE_OUT", "SIGNALING", "STOPPED", "SPECIAL_EXIT", "RESV_DEL_HOLD",
-}  # fmt: skip
-TRANSIENT = (
-    "unable to contact slurm controller",
-    "socket timed out",
-    "temporarily unable to accept job",
-    "job submit limit",
-    "maxsubmitjob",
-    "resource temporarily unavailable",
-    "connection refused",
-    "zero bytes were transmitted",
-    "communication connection failure",
-    "slurm_persist_conn",
-)
-WHAT = {
-    "TIMEOUT": "it reached its time limit",
-    "OUT_OF_MEMORY": "it used more memory than it asked for",
-    "NODE_FAIL": "its node failed",
-    "BOOT_FAIL": "its node failed to boot",
-    "DEADLINE": "it could not finish before its deadline",
-    "PREEMPTED": "it was preempted and not requeued",
-}
-
-
-# ---------------------------------------------------------------- pure parsers
-
-
-class Row(NamedTuple):
-    """One job (or array task) as squeue or sacct printed it."""
-
-    job_id: str  # 123, 123_4, 123_[5-9%2], 123+1
-    state: str  # as printed: "CANCELLED by 0"
-    exit_code: str  # "3:0"; "" from squeue
-    submit: Optional[float]
-    end: Optional[float]
-    comment: str
-    workdir: str
-    line: str
-    word: str = ""  # the state's first word: CANCELLED for "CANCELLED by 0"
-    base: str = ""  # the id sbatch returned: 123 for 123_4
-
-
-def make_row(job_id: str, state: str, exit_code: str = "", submit: Optional[float] = None, end: Optional[float] = None,
-             comment: str = "", workdir: str = "", line: str = "") -> Row:  # fmt: skip
-    """A Row with its derived fields filled in (parse_rows builds them the same way)."""
-    return Row(job_id, state, exit_code, submit, end, comment, workdir, line, state.split(" ", 1)[0].rstrip("+"), base_id(job_id))
-
-
-def parse_sbatch_id(stdout: str) -> Optional[str]:
-    """`sbatch --parsable` prints `42` or `42;cluster`: the digits, or None when there are none."""
-    m = re.match(r"\s*(\d+)(?:;\S*)?\s*$", stdout)
-    return m.group(1) if m else None
-
-
-def base_id(job_id: str) -> str:
-    """The id sbatch returned for a job, array task (`123_4`, `123_[5-9%2]`) or het component (`123+1`)."""
-    m = re.match(r"\d+", job_id)
-    return m.group(0) if m else job_id
-
-
-def task_count(job_id: str) -> int:
-    """How many jobs one line stands for: `123_[1,3,5-9%2]` is 7, anything else 1."""
-    m = re.search(r"_\[([^\]%]*)", job_id)
-    if not m:
-        return 1
-    total = 0
-    for part in m.group(1).split(","):
-        lo, _, hi = part.partition("-")
-        try:
-            total += int(hi) - int(lo) + 1 if hi else 1
-        except ValueError:
-            total += 1
-    return max(total, 1)
-
-
-_ROW_START = re.compile(r"\d+[_+\[\]\d%,\-]*" + SEP)
-
-
-def parse_rows(text: str, squeue: bool) -> list[Row]:
-    """Rows of `squeue -o SQUEUE_FORMAT` or `sacct --parsable2 --delimiter=SEP --format=SACCT_FIELDS`.
-
-    The work directory comes last, so a newline in a folder name continues the row on the next
-    line: a line that does not start with a job id belongs to the row before it.
-    """
-    lines: list[str] = []
-    for line in text.rstrip("\n").split("\n"):
-        if _ROW_START.match(line) or not lines:
-            lines.append(line)
-        else:
-            lines[-1] += "\n" + line
-    rows = []
-    for line in lines:
-        if not line.strip():
-            continue
-        if squeue:
-            fields = line.split(SEP, 4)
-            if len(fields) != 5:
-                raise ValueError(f"unexpected squeue line: {line!r}")
-            job_id, state, submit, comment, workdir = fields
-            exit_code, end = "", None
-        else:
-            fields = line.split(SEP, 6)
-            if len(fields) != 7:
-                raise ValueError(f"unexpected sacct line: {line!r}")
-            job_id, state, exit_code, submit, end_text, comment, workdir = fields
-            end = _time(end_text)
-        if comment == "(null)":
-            comment = ""
-        rows.append(make_row(job_id, state, exit_code, _time(submit), end, comment, workdir, line))
-    return rows
-
-
-def _time(text: str) -> Optional[float]:
-    """Slurm prints times as local ISO without zone; `Unknown`/`None` when unset."""
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
-        return None
-
-
-def is_transient(message: str) -> bool:
-    low = message.lower()
-    return any(t in low for t in TRANSIENT)
-
-
-def exit_text(code: str) -> str:
-    """`3:0` -> `exit code 3`; `0:9` -> `signal 9 (SIGKILL)`."""
-    status, _, sig = code.partition(":")
-    if sig.isdigit() and int(sig):
-        try:
-            name = signal.Signals(int(sig)).name
-        except ValueError:
-            name = "unknown signal"
-        return f"signal {sig} ({name})"
-    return f"exit code {status or '?'}"
-
-
-def describe_failure(row: Row) -> str:
-    word = row.word
-    if word == "CANCELLED":
-        by = row.state.split(" by ", 1)
-        return "CANCELLED" + (f" by uid {by[1]}" if len(by) == 2 else "")
-    if word in WHAT:
-        return f"{word}: {WHAT[word]}"
-    return f"{word} with {exit_text(row.exit_code)}" if row.exit_code else word
-
-
-def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accounting: bool = True) -> Status:
-    """The state of one submission from its squeue rows and its sacct rows (None: sacct not answered).
-
-    With accounting off, the controller's final states (kept for MinJobAge) are all there is.
-
-    Success is judged from the state, never from the exit code alone; a job nobody reports is
-    UNKNOWN, never finished.
-    """
-    if any(r.word in ACTIVE for r in queued):
-        return Status(State.ACTIVE, phase="queued" if all(r.word == "PENDING" for r in queued) else "running")
-    # slurmdbd can store the final state a moment before the exit code and end time: not final yet.
-    final = [r for r in accounted or [] if r.word in SUCCESS | FAILURE and r.end is not None]
-    if accounted and len(final) < len(accounted):
-        return Status(State.ACTIVE) if queued else Status(State.UNKNOWN)  # accounting has not heard the end yet
-    if queued and {r.job_id for r in queued} - {r.job_id for r in final}:
-        if all(r.word in SUCCESS for r in queued):
-            return Status(State.DONE)  # the controller says so; no exit code is needed for a success
-        if accounting:
-            return Status(State.ACTIVE)  # failed: wait for sacct's exit code (it lags, or slurmdbd is down)
-        final = queued
-    if not final:
-        return Status(State.UNKNOWN)
-    failed = [r for r in final if r.word not in SUCCESS]
-    if not failed:
-        return Status(State.DONE)
-    source = "sacct" if final is not queued else "squeue"
-    lines = "\n".join(f"{source}: {r.line.replace(SEP, ' | ')}" for r in final)
-    if len(final) == 1:
-        head = f"Slurm reports job {final[0].job_id} {describe_failure(failed[0])}."
-    else:
-        shown = ", ".join(f"{r.job_id} {describe_failure(r)}" for r in failed)
-        head = f"Slurm reports {len(failed)} of {len(final)} tasks of job {job_id} failed: {shown}."
-    return Status(State.FAILED, f"{head}\n{lines}")
-
-
-def parse_lookback(text: str, now: float) -> float:
-    """`36h`, `7d`, `90m`, `2w` or a date (anything python-dateutil reads) -> epoch seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
-    if m:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
-        return now - float(m.group(1)) * unit
-    from dateutil import parser
-
-    try:
-        return parser.parse(text).timestamp()
-    except (ValueError, OverflowError) as e:
-        raise ValueError(f"--lookback {text!r}: give a duration like 36h or 7d, or a date") from e
 
 
 def user_sets(script: Path, option: str) -> bool:
@@ -239,17 +61,34 @@ def user_sets(script: Path, option: str) -> bool:
 # ---------------------------------------------------------------- the engine
 
 
+def _lookback_value(text: str) -> str:
+    """--lookback as the command line and reconcile.json give it: checked now, read at each run."""
+    import argparse
+
+    try:
+        parse_lookback(text, time.time())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 class SlurmEngine:
     name = "slurm"
+    SETTINGS = (
+        Setting("max_queued", positive, None, "N", "submit only while this user has fewer than N jobs queued"),
+        Setting("lookback", _lookback_value, "7d", "WHEN", "how far back sacct may look: 36h, 7d or a date (default 7d)"),
+        Setting(
+            "command_timeout", seconds, TIMEOUT, "SECONDS", "give up on any batch-system command after this long (default 60)"
+        ),
+    )
 
     def __init__(
         self,
         max_queued: Optional[int] = None,
         lookback: str = "7d",
+        command_timeout: float = TIMEOUT,
         runner: Runner = run,
         user: Optional[str] = None,
-        command_timeout: float = TIMEOUT,
-        **_options: object,
     ) -> None:
         self.max_queued = max_queued
         self.timeout = command_timeout

@@ -3,7 +3,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=${1:-$(mktemp -d "${TMPDIR:-/tmp}/jobroot-demo.XXXXXX")}
-reconcile() { python3 -m reconcile "$@"; }
+reconcile() { python3 -m jobroot "$@"; }
 
 reconcile -r "$root" -s -e local --settle 0
 cp -R "$here"/jobs/. "$root/inbox/"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from conftest import drain, ledger_job, make_job, read_ledger, run
 
-import reconcile
-from jobstatus import Entry
+from jobroot import folders as fs
+from jobroot.plan import CANCELLED, breaker
+from jobroot.status import Entry
 
 
 def ended(state: str, at: float, reason: str = "The job exited with code 1, according to the local engine.") -> Entry:
@@ -19,22 +20,22 @@ def ended(state: str, at: float, reason: str = "The job exited with code 1, acco
 def test_breaker_opens_only_when_the_last_n_all_failed_recently() -> None:
     now = 10_000.0
     five_failed = [ended("failed", now - i) for i in range(5)]
-    assert reconcile.breaker(five_failed, now, 5, 900) != ""
-    assert "paused until" in reconcile.breaker(five_failed, now, 5, 900)
-    assert reconcile.breaker(five_failed[:4], now, 5, 900) == ""  # too few
-    assert reconcile.breaker([ended("done", now), *five_failed], now, 5, 900) == ""  # the latest succeeded
-    assert reconcile.breaker(five_failed, now + 901, 5, 900) == ""  # cool-down over
+    assert breaker(five_failed, now, 5, 900) != ""
+    assert "paused until" in breaker(five_failed, now, 5, 900)
+    assert breaker(five_failed[:4], now, 5, 900) == ""  # too few
+    assert breaker([ended("done", now), *five_failed], now, 5, 900) == ""  # the latest succeeded
+    assert breaker(five_failed, now + 901, 5, 900) == ""  # cool-down over
     spread = [ended("failed", now - i * 1000) for i in range(5)]
-    assert reconcile.breaker(spread, now, 5, 900) == ""  # not a burst
-    assert reconcile.breaker(five_failed, now, 0, 900) == ""  # switched off
+    assert breaker(spread, now, 5, 900) == ""  # not a burst
+    assert breaker(five_failed, now, 0, 900) == ""  # switched off
 
 
 def test_rejections_and_cancels_are_not_job_failures() -> None:
     now = 10_000.0
     rejected = [ended("failed", now - i, "Not submitted: job.sh is empty.") for i in range(5)]
-    cancelled = [ended("failed", now - i, reconcile.CANCELLED) for i in range(5)]
-    assert reconcile.breaker(rejected, now, 5, 900) == ""
-    assert reconcile.breaker(cancelled, now, 5, 900) == ""
+    cancelled = [ended("failed", now - i, CANCELLED) for i in range(5)]
+    assert breaker(rejected, now, 5, 900) == ""
+    assert breaker(cancelled, now, 5, 900) == ""
 
 
 def test_a_burst_of_failures_pauses_submissions_and_says_so_once(root: Path, ledger: Path) -> None:
@@ -47,8 +48,8 @@ def test_a_burst_of_failures_pauses_submissions_and_says_so_once(root: Path, led
     assert "circuit breaker: the last 3 jobs to end all failed" in first.stderr
     assert second.stderr == "" and second.returncode == 0  # said once
     assert os.listdir(root / "inbox") == ["good"] and read_ledger(ledger) == []
-    assert (root / reconcile.BREAKER).exists()
+    assert (root / fs.BREAKER).exists()
     time.sleep(4.5)  # the cool-down passes (a real wait: the pause is measured against the clock)
     drain(root, "--breaker", "3", "--breaker-cooldown", "4")
-    assert read_ledger(ledger) == ["good"] and not (root / reconcile.BREAKER).exists()
-    assert "circuit breaker closed" in (root / reconcile.LOG).read_text()
+    assert read_ledger(ledger) == ["good"] and not (root / fs.BREAKER).exists()
+    assert "circuit breaker closed" in (root / fs.LOG).read_text()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import RECONCILE, drain, ledger_job, make_job, read_ledger, run
 
-import reconcile
-from engines import _fs as fs
+from jobroot import folders as fs
+from jobroot.observe import inspect
 
 WAIT_FOR_GO = "#!/bin/bash\nwhile [ ! -e {go} ]; do sleep 0.05; done\n"
 
@@ -35,7 +35,7 @@ def test_success_exit_code_and_signal(root: Path) -> None:
     assert three.splitlines()[0] == "The job exited with code 3, according to the local engine."
     killed = (root / "complete" / "killed" / "job_error.txt").read_text()
     assert killed.splitlines()[0] == "The job was killed by signal 9 (SIGKILL), according to the local engine."
-    log = (root / reconcile.LOG).read_text()
+    log = (root / fs.LOG).read_text()
     assert "ok: submitted as local job" in log and "three: failed: The job exited with code 3" in log
 
 
@@ -52,9 +52,7 @@ def test_byte_order_and_batch_limit(root: Path, ledger: Path) -> None:
     assert names(root / "pending") == ["100", "110"]
     drain(root, "--batch-limit", "2", "--slots", "10")
     order = [
-        line.split(": submitted")[0].split()[-1]
-        for line in (root / reconcile.LOG).read_text().splitlines()
-        if ": submitted" in line
+        line.split(": submitted")[0].split()[-1] for line in (root / fs.LOG).read_text().splitlines() if ": submitted" in line
     ]
     assert order == ["100", "110", "140", "20", "9"]
     assert sorted(read_ledger(ledger)) == ["100", "110", "140", "20", "9"]
@@ -159,7 +157,7 @@ def test_an_unreadable_script_is_refused(tmp_path: Path, monkeypatch: pytest.Mon
         return real_open(path, *a, **k)  # type: ignore[call-overload]
 
     monkeypatch.setattr("builtins.open", deny)
-    verdict = reconcile.inspect(job, 0, time.time())
+    verdict = inspect(job, 0, time.time())
     assert (verdict.verdict, verdict.reason) == ("bad", "job.sh cannot be read: Permission denied.")
 
 
@@ -183,7 +181,7 @@ def test_hostile_names_run_and_never_reach_a_shell(root: Path, ledger: Path, tmp
     assert sorted(read_ledger(ledger), key=int) == [str(i) for i in range(len(HOSTILE))]
     assert names(root / "complete") == sorted(HOSTILE)
     assert not list(tmp_path.rglob("pwned")) and not Path("pwned").exists()
-    assert "new\\nline: submitted" in (root / reconcile.LOG).read_text()
+    assert "new\\nline: submitted" in (root / fs.LOG).read_text()
 
 
 def snapshot(root: Path) -> dict[str, tuple[float, int]]:
@@ -227,9 +225,9 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, setup: str | None,
     elif setup in ("ok", "garbled", "slurm-bad-lookback"):
         assert run(r, "-s").returncode == 0
         if setup == "garbled":
-            (r / reconcile.CONFIG).write_text("{")
+            (r / fs.CONFIG).write_text("{")
         if setup == "slurm-bad-lookback":  # a recorded value is checked when the engine is first needed
-            (r / reconcile.CONFIG).write_text('{"engine": "slurm", "lookback": "soon"}')
+            (r / fs.CONFIG).write_text('{"engine": "slurm", "lookback": "soon"}')
             (r / "inbox" / "a").mkdir()
     result = run(r, *args)
     assert result.returncode == 2
@@ -242,15 +240,15 @@ def test_setup_records_options_and_seed_spellings_work(tmp_path: Path, ledger: P
     r = tmp_path / "r"
     result = run(r, "--setup", "-e", "engines.LocalEngine", "--batch-limit", "1", "--settle", "0")
     assert result.returncode == 0 and names(r) == ["complete", "inbox", "pending", "reconcile.json"]
-    assert json.loads((r / reconcile.CONFIG).read_text()) == {"batch_limit": 1, "engine": "local", "settle": 0.0}
+    assert json.loads((r / fs.CONFIG).read_text()) == {"batch_limit": 1, "engine": "local", "settle": 0.0}
     assert run(r, "-s").returncode == 0  # again: harmless, keeps what was recorded
-    assert json.loads((r / reconcile.CONFIG).read_text())["batch_limit"] == 1
+    assert json.loads((r / fs.CONFIG).read_text())["batch_limit"] == 1
     for n in "abc":
         make_job(r, n, ledger_job(ledger, n))
     run(r)
     assert names(r / "pending") == ["a"]  # recorded batch limit
     run(r, "--batch-limit", "5")  # overrides for this run only
-    assert names(r / "inbox") == [] and json.loads((r / reconcile.CONFIG).read_text())["batch_limit"] == 1
+    assert names(r / "inbox") == [] and json.loads((r / fs.CONFIG).read_text())["batch_limit"] == 1
 
 
 def test_settle_waits_for_a_folder_to_stop_changing(root: Path) -> None:
@@ -271,7 +269,7 @@ def test_twenty_runs_at_the_same_instant(root: Path, ledger: Path) -> None:
     assert results == [(0, "")] * 20
     drain(root, "--slots", "10")
     assert sorted(read_ledger(ledger), key=int) == [str(i) for i in range(10)]
-    assert (root / reconcile.LOG).read_text().count(": submitted as") == 10
+    assert (root / fs.LOG).read_text().count(": submitted as") == 10
     assert names(root / "complete") == [f"j{i:02}" for i in range(10)]
 
 

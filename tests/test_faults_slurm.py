@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import RECONCILE, REPO, make_job, read_ledger, run
 
-from engines import _fs as fs
+from jobroot import folders as fs
 
 pytestmark = pytest.mark.usefixtures("cluster")
 SHIM = REPO / "tests" / "faults" / "slurm_shim.py"

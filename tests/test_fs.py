@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from engines import _fs as fs
+from jobroot import folders as fs
 
 
 def folder(parent: Path, name: str, content: str = "x") -> Path:

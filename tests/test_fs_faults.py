@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 from conftest import drain, ledger_job, make_job, read_ledger, run
 
-from engines import _fs as fs
+from jobroot import folders as fs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root and chattr")
 

@@ -15,7 +15,7 @@ from typing import Callable
 import pytest
 from conftest import read_ledger, run
 
-from engines import _fs as fs
+from jobroot import folders as fs
 
 NOBODY = 65534
 

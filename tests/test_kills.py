@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import RECONCILE, drain, ledger_job, make_job, read_ledger, run
 
-from engines import _fs as fs
+from jobroot import folders as fs
 
 OLD_HELPERS = {fs.RECORD: '{"engine": "local", "job_id": "1", "submitted": 0}', fs.ERROR: "old failure\n"}
 

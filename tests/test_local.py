@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engines import State, Submitted, SubmitUnknown
-from engines import _fs as fs
-from engines.local import LocalEngine
+from jobroot import folders as fs
+from jobroot.engine import State, Submitted, SubmitUnknown
+from jobroot.engines.local import LocalEngine
 
 WAIT_FOR_GO = "#!/bin/bash\nwhile [ ! -e go ]; do sleep 0.05; done\necho ran >> runs\n"
 

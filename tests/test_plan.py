@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engines import Observation, State, Status, Submitted
-from reconcile import Adopt, Finish, InboxFolder, Launch, Note, PendingFolder, Reject, Submit, plan
+from jobroot.engine import Observation, State, Status, Submitted
+from jobroot.plan import Adopt, Finish, InboxFolder, Launch, Note, PendingFolder, Reject, Submit, plan
 
 
 def typed(actions: list[object]) -> list[tuple[str, tuple[object, ...]]]:
@@ -76,7 +76,7 @@ def test_records_from_another_engine_and_unreadable_records_are_problems_not_mov
 
 
 def test_cancel_asks_the_engine_while_active_and_finishes_with_the_reason_once_ended() -> None:
-    from reconcile import CANCELLED, Cancel
+    from jobroot.plan import CANCELLED, Cancel
 
     running = PendingFolder("a", rec("1"), cancel=True)
     ended = PendingFolder("b", rec("2"), cancel=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import CLUSTER_SCRIPT, make_job, read_ledger, run
 
-from engines import _fs as fs
+from jobroot import folders as fs
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -210,8 +210,8 @@ def test_max_queued_counts_every_job_of_the_user(slurm_root: Path, tmp_path: Pat
 
 
 def test_controller_down_misfiles_nothing(slurm_root: Path, tmp_path: Path) -> None:
-    from engines import SubmitRefused
-    from engines.slurm import SlurmEngine
+    from jobroot.engine import SubmitRefused
+    from jobroot.engines.slurm import SlurmEngine
 
     make_job(slurm_root, "inflight", "#!/bin/bash\nsleep 2\nexit 7\n")
     run(slurm_root)

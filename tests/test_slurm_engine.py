@@ -12,10 +12,11 @@ from typing import Sequence
 
 import pytest
 
-from engines import Observation, State, SubmitRefused, Submitted, SubmitUnknown
-from engines import _fs as fs
-from engines._process import CommandTimeout, Result
-from engines.slurm import SEP, SlurmEngine
+from jobroot import folders as fs
+from jobroot.engine import Observation, State, SubmitRefused, Submitted, SubmitUnknown
+from jobroot.engines._process import CommandTimeout, Result
+from jobroot.engines._slurmparse import SEP
+from jobroot.engines.slurm import SlurmEngine
 
 
 class FakeRunner:
@@ -95,7 +96,7 @@ def test_an_empty_sacct_answer_is_not_an_ending(tmp_path: Path) -> None:
 
 
 def test_a_failed_squeue_stops_the_run(tmp_path: Path) -> None:
-    from engines import EngineError
+    from jobroot.engine import EngineError
 
     runner = FakeRunner(squeue=ok("", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)", 1))
     with pytest.raises(EngineError, match="Unable to contact"):

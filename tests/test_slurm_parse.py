@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engines import State
-from engines.slurm import (
+from jobroot.engine import State
+from jobroot.engines._slurmparse import (
     Row,
     base_id,
     decide,

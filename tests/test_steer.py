@@ -9,8 +9,10 @@ from pathlib import Path
 
 from conftest import drain, ledger_job, make_job, read_ledger, run
 
-import reconcile
-from engines import _fs as fs
+from jobroot import __version__
+from jobroot import folders as fs
+from jobroot.log import LOG_MAX
+from jobroot.plan import CANCELLED
 
 WAIT_FOR_GO = "#!/bin/bash\nwhile [ ! -e {go} ]; do sleep 0.05; done\n"
 
@@ -77,13 +79,13 @@ def test_cancel_a_running_local_job(root: Path, tmp_path: Path, ledger: Path) ->
     (root / "pending" / "long" / "cancel").touch()
     drain(root)
     error = (root / "complete" / "long" / fs.ERROR).read_text().splitlines()
-    assert error[0] == reconcile.CANCELLED
+    assert error[0] == CANCELLED
     assert error[1] == "The job was killed by signal 15 (SIGTERM), according to the local engine."
     go.touch()
     time.sleep(0.3)
     assert read_ledger(ledger) == ["started"], "the cancelled job went on running"
     wait_until(lambda: not _group_alive(job_id))  # exited and reaped (init here reaps orphans with a delay)
-    assert "cancel requested" in (root / reconcile.LOG).read_text()
+    assert "cancel requested" in (root / fs.LOG).read_text()
 
 
 def test_cancel_before_submission_never_runs_the_job(root: Path, ledger: Path) -> None:
@@ -126,12 +128,12 @@ def test_retry_failed_moves_only_failed_folders_back_in_one_command(root: Path, 
 def test_log_rotates_by_size_and_obeys_the_level(root: Path) -> None:
     make_job(root, "quiet", "true\n")
     drain(root, "--log-level", "error")
-    assert not (root / reconcile.LOG).exists()  # nothing at ERROR level happened
-    (root / reconcile.LOG).write_text("old line\n" * (reconcile.LOG_MAX // 9 + 1))
+    assert not (root / fs.LOG).exists()  # nothing at ERROR level happened
+    (root / fs.LOG).write_text("old line\n" * (LOG_MAX // 9 + 1))
     make_job(root, "a", "true\n")
     drain(root, "--log-level", "debug")
-    assert (root / (reconcile.LOG + ".1")).read_text().startswith("old line")
-    log = (root / reconcile.LOG).read_text()
+    assert (root / (fs.LOG + ".1")).read_text().startswith("old line")
+    log = (root / fs.LOG).read_text()
     assert "DEBUG sweep:" in log and "INFO a: done" in log and "old line" not in log
 
 
@@ -141,7 +143,7 @@ def test_version_and_a_help_that_reads_like_a_man_page(tmp_path: Path) -> None:
     from conftest import RECONCILE
 
     version = subprocess.run([*RECONCILE, "--version"], capture_output=True, text=True, timeout=30)
-    assert version.returncode == 0 and version.stdout.strip() == f"reconcile {reconcile.__version__}"
+    assert version.returncode == 0 and version.stdout.strip() == f"reconcile {__version__}"
     helptext = subprocess.run([*RECONCILE, "--help"], capture_output=True, text=True, timeout=30).stdout
     for section in ("files in a job folder:", "examples:", "exit status:", "--retry-failed", "cancel"):
         assert section in helptext

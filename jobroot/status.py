@@ -8,48 +8,63 @@ recent endings, so a sweep never has to list complete/.
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation
 # at import, ~10 ms per run (measured); real annotation objects cost nothing.
 
+import enum
 import json
 import os
-import stat
+import sys
 import time
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional
 
-from engines import Observation, State, Submitted
-from engines import _fs as fs
+from jobroot import folders as fs
+from jobroot.config import Options
+from jobroot.engine import EngineError, Observation, State
+from jobroot.folders import Submitted, show
+from jobroot.plan import InboxFolder, Verdict
 
-HOLD = "hold"  # in an inbox folder: keep it waiting
-CANCEL = "cancel"  # in a pending folder: end the job
-STATUS_TXT = "status.txt"
-STATUS_JSON = "status.json"
-RECENT_FILE = ".status-recent.json"  # the latest endings, carried from run to run (small, unlike status.json)
 RECENT = 100  # endings kept in the status files
 LISTED_WAITING = 100  # inbox folders named in the status files (the next in line); the rest are counted
-ORDER = ("running", "queued", "submitting", "unknown", "waiting", "held", "failed", "done")
+HELD = "a file named hold is in the folder"
+
+
+class Phase(str, enum.Enum):
+    """Where a job stands, as the status table shows it; the order is the table's (busiest first)."""
+
+    RUNNING = "running"
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    UNKNOWN = "unknown"
+    WAITING = "waiting"
+    HELD = "held"
+    FAILED = "failed"
+    DONE = "done"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:  # f"{phase:<10}" pads its value on every Python version
+        return format(self.value, spec)
+
+
+ORDER = tuple(Phase)
 
 
 class Entry(NamedTuple):
     name: str
-    state: str  # one of ORDER
+    state: Phase
     job_id: str
     since: Optional[float]  # epoch seconds the folder entered this state, as near as the files tell
     reason: str = ""  # first line of job_error.txt, or why it waits
 
 
-def inbox_entries(root: Path, names: Iterable[str]) -> list[Entry]:
+def inbox_entries(folders: Iterable[InboxFolder]) -> list[Entry]:
+    """Waiting and held folders, from the same look at inbox/ that a sweep takes; links and bad folders are not jobs yet."""
     entries = []
-    for name in names:
-        path = root / "inbox" / name
-        try:
-            st = os.lstat(path)
-        except OSError:
+    for f in folders:
+        if f.verdict == Verdict.NOTE:
             continue
-        if not stat.S_ISDIR(st.st_mode):  # lstat: a link to a folder is not a folder
-            continue
-        held = os.path.lexists(path / HOLD)
-        entries.append(
-            Entry(name, "held" if held else "waiting", "", st.st_ctime, "a file named hold is in the folder" if held else "")
-        )
+        held = f.reason == "held"
+        entries.append(Entry(f.name, Phase.HELD if held else Phase.WAITING, "", f.since, HELD if held else ""))
     return entries
 
 
@@ -57,28 +72,30 @@ def pending_entries(root: Path, records: dict[str, Optional[Submitted]], obs: Op
     entries = []
     for name, record in records.items():
         if record is None:
-            entries.append(Entry(name, "submitting", "", _ctime(root / "pending" / name)))
+            entries.append(Entry(name, Phase.SUBMITTING, "", _ctime(root / fs.PENDING / name)))
             continue
         status = obs.statuses.get(record.job_id) if obs else None
         if status is None or status.state is State.UNKNOWN:
-            state, reason = ("unknown", "not reported by the batch system right now")
+            state, reason = (Phase.UNKNOWN, "not reported by the batch system right now")
         elif status.state is State.ACTIVE:
-            state, reason = (status.phase or "running", "")
+            state, reason = (Phase(status.phase or "running"), "")
         elif status.state is State.DONE:
-            state, reason = ("done", "")
+            state, reason = (Phase.DONE, "")
         else:
-            state, reason = ("failed", status.reason.split("\n", 1)[0])
+            state, reason = (Phase.FAILED, status.reason.split("\n", 1)[0])
         entries.append(Entry(name, state, record.job_id, record.submitted, reason))
     return entries
 
 
 def complete_entry(root: Path, name: str) -> Optional[Entry]:
-    path = root / "complete" / name
+    path = root / fs.COMPLETE / name
     if not os.path.isdir(path) or os.path.islink(path):
         return None
     error = _first_line(path / fs.ERROR)
     record = _record(path)
-    return Entry(name, "failed" if error is not None else "done", record.job_id if record else "", _ctime(path), error or "")
+    return Entry(
+        name, Phase.FAILED if error is not None else Phase.DONE, record.job_id if record else "", _ctime(path), error or ""
+    )
 
 
 def render_table(entries: list[Entry], now: float, unlisted: int = 0) -> str:
@@ -116,29 +133,31 @@ def write_files(root: Path, live: list[Entry], ended: list[Entry], previous: lis
     just_ended = {e.name for e in ended}
     recent = (ended + [e for e in previous if e.name not in just_ended])[:RECENT]
     if ended:
-        fs.write_atomic(root / RECENT_FILE, json.dumps([e._asdict() for e in recent]) + "\n")
+        fs.write_atomic(root / fs.RECENT_FILE, json.dumps([e._asdict() for e in recent]) + "\n")
     entries = live + recent
     text = render_table(entries, now, unlisted).rstrip("\n")
     header = (
         f"Status of {root} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}: done/failed are the {RECENT} latest;\n"
         "held inbox folders show as waiting here (`reconcile -r ROOT --status` tells them apart).\n"
     )
-    fs.write_atomic(root / STATUS_TXT, header + text + "\n")
-    fs.write_atomic(root / STATUS_JSON, render_json(entries, now, unlisted))
+    fs.write_atomic(root / fs.STATUS_TXT, header + text + "\n")
+    fs.write_atomic(root / fs.STATUS_JSON, render_json(entries, now, unlisted))
 
 
 def _counts(entries: list[Entry], unlisted: int) -> dict[str, int]:
     counts = dict.fromkeys(ORDER, 0)
     for e in entries:
         counts[e.state] += 1
-    counts["waiting"] += unlisted
-    return counts
+    counts[Phase.WAITING] += unlisted
+    return {state.value: n for state, n in counts.items()}
 
 
 def recent_endings(root: Path) -> list[Entry]:
     """The latest endings, newest first, as the last runs recorded them."""
     try:
-        return [Entry(**e) for e in json.loads((root / RECENT_FILE).read_text(encoding="utf-8"))]
+        return [
+            Entry(**{**e, "state": Phase(e["state"])}) for e in json.loads((root / fs.RECENT_FILE).read_text(encoding="utf-8"))
+        ]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -175,8 +194,27 @@ def _age(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def show(name: str) -> str:
-    """A folder name safe to print on one line: control characters and undecodable bytes escaped."""
-    if name.isprintable():
-        return name
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+def show_status(root: Path, opts: Options, as_json: bool) -> int:
+    """--status: everything, complete/ included; at most one cheap engine query; no lock, no writes."""
+    from jobroot.config import load_engine
+    from jobroot.observe import scan_inbox, scan_pending
+
+    engine = load_engine(opts)
+    records: dict[str, Optional[Submitted]] = {}
+    for p in scan_pending(root):
+        records[p.name] = p.record
+    live = [r for r in records.values() if r and r.engine == engine.name]
+    obs = None
+    code = 0
+    if live:
+        try:
+            obs = engine.observe(live, [], quick=True)
+        except EngineError as e:
+            print(f"reconcile: cannot ask the {engine.name} engine; pending jobs shown as unknown: {e}", file=sys.stderr)
+            code = 1
+    now = time.time()
+    inbox = scan_inbox(root, fs.names(root / fs.INBOX), opts.settle, now, opts.shared_group)
+    entries = inbox_entries(inbox) + pending_entries(root, records, obs)
+    entries += [e for e in (complete_entry(root, n) for n in fs.names(root / fs.COMPLETE)) if e]
+    sys.stdout.write(render_json(entries, now) if as_json else render_table(entries, now))
+    return code

@@ -1,18 +1,34 @@
-"""Folder primitives of the protocol: the one move, atomic helper files, settle time, set-aside.
+"""The folder protocol: every reserved name in a root and in a job folder, and the primitives that change them.
 
-Every change of a job's stage is one `move()`; every helper file is written whole or not at all.
+ROOT/inbox/NAME/job.sh -> ROOT/pending/NAME -> ROOT/complete/NAME. Every change of a job's stage is one
+`move()`; every helper file is written whole or not at all by `write_atomic()`. A run may be killed at
+any instant: each primitive leaves a state the next run can finish (see README, "Folder protocol").
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation
+# at import, ~10 ms per run (measured); real annotation objects cost nothing.
 
 import errno
 import json
 import os
 import signal
 from pathlib import Path
+from typing import NamedTuple, Optional, Union
 
-from engines import Submitted
+# ---------------------------------------------------------------- names in the root
+INBOX, PENDING, COMPLETE = STAGES = ("inbox", "pending", "complete")
+CONFIG = "reconcile.json"  # engine and options recorded by --setup
+LOG = "reconcile.log"
+LOCK = ".reconcile.lock"  # held (flock) by the run that sweeps
+BREAKER = ".breaker"  # present while submissions are paused, so the pause is announced once
+STATUS_TXT = "status.txt"
+STATUS_JSON = "status.json"
+RECENT_FILE = ".status-recent.json"  # the latest endings, carried from run to run
 
+# ---------------------------------------------------------------- names in a job folder
+SCRIPT = "job.sh"  # the job; every other file travels with it
+HOLD = "hold"  # the user's, in an inbox folder: keep it waiting
+CANCEL = "cancel"  # the user's, in a pending folder: end the job
 RECORD = "job_submitted.json"  # engine, job id, submission time: the proof a job was submitted
 EXIT_RECORD = "job_exit.json"  # local engine: the wrapper's exit status
 OUTPUT = "job_output.txt"  # local engine: stdout and stderr of job.sh
@@ -21,15 +37,59 @@ RUN_LOCK = "job_lock"  # local engine: held (flock) by every process of a runnin
 CLAIM = "job_claim.json"  # slurm engine: written just before sbatch, to find a job whose id was never recorded
 HISTORY = "job_history"  # helper files of earlier runs of a folder, in numbered subfolders
 HELPERS = (RECORD, CLAIM, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK)
+SET_ASIDE = (*HELPERS, CANCEL)  # an old cancel request is set aside with the helper files
 
 _NAME_MAX = 255
 
 
+class Submitted(NamedTuple):
+    """What a job's `job_submitted.json` says about its submission."""
+
+    engine: str
+    job_id: str
+    submitted: float  # epoch seconds
+    path: str  # the job's folder (a str: built for every pending job on every run)
+    token: str = ""  # the claim's token, when the engine gave the job one (slurm: its --comment)
+
+
+# ---------------------------------------------------------------- crash points (kill tests)
+
+_crash_at = os.environ.get("RECONCILE_CRASH_AT", "")
+
+
 def crash_point(step: str) -> None:
-    """Test hook: with RECONCILE_CRASH_AT=step[,step...] in the environment, die here as by kill -9."""
-    if step in os.environ.get("RECONCILE_CRASH_AT", "").split(","):
-        os.write(2, f"crash point {step}\n".encode())
+    """Test hook: with RECONCILE_CRASH_AT=step[,step...] in the environment, die here as by kill -9.
+
+    A step names a point (`claimed`), optionally the action it must strike in (`adopt/write-done`)
+    and which passage of it (`rename-done@3`: the third; counted in that action only, if named).
+    """
+    if _crash_at and _should_crash(step):
+        os.write(2, f"{_context and f'in {_context}: '}crash point {step}\n".encode())
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+_passes: dict[str, int] = {}
+_context = ""  # the action under way, for the crash message and for aiming: "finish"
+
+
+def doing(action: str) -> None:
+    """Name the action under way (or "" between actions), so a crash point can say where it struck."""
+    global _context
+    _context = action
+
+
+def _should_crash(step: str) -> bool:
+    for wanted in _crash_at.split(","):
+        spec, _, nth = wanted.partition("@")
+        action, _, name = spec.rpartition("/")
+        if name == step and action in ("", _context):
+            _passes[wanted] = _passes.get(wanted, 0) + 1
+            if not nth or int(nth) == _passes[wanted]:
+                return True
+    return False
+
+
+# ---------------------------------------------------------------- primitives
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -40,6 +100,7 @@ def write_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        crash_point("write-synced")
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -47,6 +108,7 @@ def write_atomic(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+    crash_point("write-done")
 
 
 def remove_temp_files(job_dir: Path) -> None:
@@ -62,6 +124,7 @@ def move(src: Path, dest_dir: Path, name: str) -> Path:
     Never overwrites and never merges: a taken name is skipped, whether it is a folder (empty or
     not), a file or a dangling link. Returns the new path.
     """
+    crash_point("rename-next")
     for n in range(1, 100_000):
         target = dest_dir / _candidate(name, n)
         if os.path.lexists(target):
@@ -73,6 +136,7 @@ def move(src: Path, dest_dir: Path, name: str) -> Path:
             if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
                 continue
             raise
+        crash_point("rename-done")
         return target
     raise FileExistsError(errno.EEXIST, "no free name left", str(dest_dir / name))
 
@@ -109,14 +173,16 @@ def newest_change(path: Path) -> float:
     return newest
 
 
-def set_aside(job_dir: Path) -> Path | None:
+def set_aside(job_dir: Path) -> Optional[Path]:
     """Move helper files of an earlier run into job_history/N so the folder reads as a fresh job.
 
     Returns the history folder used, or None when there was nothing to set aside.
     """
-    present = [h for h in (*HELPERS, "cancel") if os.path.lexists(job_dir / h)]  # an old cancel request too
+    present = [h for h in SET_ASIDE if os.path.lexists(job_dir / h)]
     if not present:
         return None
+    around = _context
+    doing("set-aside")
     history = job_dir / HISTORY
     history.mkdir(exist_ok=True)
     numbers = [int(p.name) for p in history.iterdir() if p.name.isdigit()]
@@ -128,7 +194,10 @@ def set_aside(job_dir: Path) -> Path | None:
         except FileExistsError:
             numbers.append(int(dest.name))
     for h in present:
+        crash_point("rename-next")
         os.rename(job_dir / h, dest / h)
+        crash_point("rename-done")
+    doing(around)
     return dest
 
 
@@ -143,7 +212,7 @@ def write_record(job_dir: Path, engine: str, job_id: str, submitted: float) -> S
     return Submitted(engine, job_id, submitted, os.fspath(job_dir), token)
 
 
-def read_record(job_dir: str | Path) -> Submitted | None:
+def read_record(job_dir: Union[str, Path]) -> Optional[Submitted]:
     """The job's submission record; None when there is none. ValueError when it is unreadable."""
     try:
         with open(f"{os.fspath(job_dir)}/{RECORD}", "rb") as f:  # every pending job, every run: keep it lean
@@ -154,3 +223,24 @@ def read_record(job_dir: str | Path) -> Submitted | None:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"unreadable {RECORD}: {e}") from e
+
+
+# ---------------------------------------------------------------- listings
+
+
+def names(folder: Path) -> list[str]:
+    """Entries of folder that are not hidden, in byte order (the users' priority scheme)."""
+    return sorted((n for n in os.listdir(folder) if not n.startswith(".")), key=os.fsencode)
+
+
+def any_entry(folder: Path) -> bool:
+    """Does folder hold anything not hidden? Stops at the first such entry."""
+    with os.scandir(folder) as entries:
+        return any(not e.name.startswith(".") for e in entries)
+
+
+def show(name: str) -> str:
+    """A folder name safe to print on one line: control characters and undecodable bytes escaped."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)

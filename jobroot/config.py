@@ -1,0 +1,153 @@
+"""Options: the defaults, what --setup recorded in ROOT/reconcile.json, and what this command line gives.
+
+The core's options are here; each engine declares its own as `SETTINGS` (jobroot.engine.Setting), and
+only the chosen engine receives them.
+"""
+
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation
+# at import, ~10 ms per run (measured); real annotation objects cost nothing.
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+from jobroot import folders as fs
+from jobroot.engine import Engine, EngineClass, canonical_name, engine_class
+
+DEFAULTS: dict[str, Any] = {
+    "engine": "local",
+    "batch_limit": 50,
+    "settle": 5.0,
+    "shared_group": False,
+    "breaker": 5,
+    "breaker_cooldown": 900.0,
+}
+
+
+class UsageError(Exception):
+    """Bad command line or root: one line on stderr, exit 2."""
+
+
+class Options(NamedTuple):
+    engine: str
+    batch_limit: int
+    settle: float
+    shared_group: bool
+    breaker: int
+    breaker_cooldown: float
+    settings: Mapping[str, Any]  # the chosen engine's own settings, by name
+
+
+# ---------------------------------------------------------------- value parsers (the engines' too)
+
+
+def count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    return value
+
+
+# ---------------------------------------------------------------- the merge
+
+
+def resolve(root: Path, given: dict[str, Any], setup_first: bool = False) -> Options:
+    """Defaults, then what --setup recorded, then `given` (what this command line set; None: not set)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if "engine" in given:
+        given["engine"] = _canonical(given["engine"])
+    if setup_first:
+        engine = given.get("engine") or _canonical(load_config(root).get("engine", DEFAULTS["engine"]))
+        _refuse_foreign(engine_class(engine), engine, given)  # before anything is recorded
+        setup(root, given)
+        print(f"set up {root} for the {load_config(root)['engine']} engine")
+    if not root.is_dir():
+        raise UsageError(f"no such root: {root} (create it with -s)")
+    if not all((root / s).is_dir() for s in fs.STAGES) or not (root / fs.CONFIG).is_file():
+        raise UsageError(f"{root} is not set up: run reconcile -r {root} -s first")
+    recorded = load_config(root)
+    merged = {**DEFAULTS, **recorded, **given}
+    try:
+        engine = _canonical(merged["engine"])
+        cls = engine_class(engine)
+        _refuse_foreign(cls, engine, given)
+        settings = {}
+        for s in cls.SETTINGS:
+            value = merged.get(s.name, s.default)
+            settings[s.name] = value if s.name in given or value is None or value == s.default else s.parse(str(value))
+        return Options(
+            engine,
+            int(merged["batch_limit"]),
+            float(merged["settle"]),
+            bool(merged["shared_group"]),
+            int(merged["breaker"]),
+            float(merged["breaker_cooldown"]),
+            settings,
+        )
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+        raise UsageError(f"{e} (recorded in {root / fs.CONFIG}); fix it or run -s again") from None
+
+
+def _canonical(name: object) -> str:
+    try:
+        return canonical_name(str(name))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _refuse_foreign(cls: EngineClass, engine: str, given: Mapping[str, Any]) -> None:
+    """An engine option given on the command line to an engine that does not take it is a usage error."""
+    own = {s.name for s in cls.SETTINGS}
+    for name in given:
+        if name not in DEFAULTS and name not in own:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} is not an option of the {engine} engine (reconcile --help lists each engine's options)")
+
+
+def load_engine(opts: Options) -> Engine:
+    try:
+        return engine_class(opts.engine)(**opts.settings)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def load_config(root: Path) -> dict[str, Any]:
+    try:
+        with open(root / fs.CONFIG, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{root / fs.CONFIG} cannot be read ({e}); fix it or run -s again") from e
+    if not isinstance(data, dict):
+        raise UsageError(f"{root / fs.CONFIG} is not a JSON object; fix it or run -s again")
+    return data
+
+
+def setup(root: Path, given: dict[str, Any]) -> None:
+    """Create the stages; record the engine and the options given over what was recorded before."""
+    for stage in fs.STAGES:
+        (root / stage).mkdir(parents=True, exist_ok=True)
+    recorded = load_config(root)
+    config = {**recorded, **given}
+    config.setdefault("engine", DEFAULTS["engine"])
+    if recorded.get("engine", config["engine"]) != config["engine"]:
+        # Another engine now: what only the old one took would be refused; keep the core's options.
+        own = {s.name for s in engine_class(config["engine"]).SETTINGS}
+        config = {k: v for k, v in config.items() if k in DEFAULTS or k in own}
+    fs.write_atomic(root / fs.CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,144 @@
+"""The engine interface: what the reconciler asks of a batch system, the settings an engine takes, and the lookup by name.
+
+An engine submits one job folder, reports the state of many jobs in one query, finds jobs it
+started but whose id was never recorded, and cancels. Everything else (folders, order, limits)
+belongs to the reconciler. Engines live in `jobroot.engines` and depend on this module, never the
+other way: `ENGINES` below is the one place the core names them.
+"""
+
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation
+# at import, ~10 ms per run (measured); real annotation objects cost nothing.
+
+import enum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol, Sequence
+
+from jobroot.folders import Submitted
+
+
+class State(enum.Enum):
+    ACTIVE = "active"  # queued, running, or between the two: keep waiting
+    DONE = "done"  # ended well
+    FAILED = "failed"  # ended badly; Status.reason says how, in the engine's words
+    UNKNOWN = "unknown"  # not reported: never a reason to move a folder
+
+
+class Status(NamedTuple):
+    state: State
+    reason: str = ""  # for FAILED: first line is a plain sentence; more lines may follow
+    phase: str = ""  # for ACTIVE: "queued" or "running"
+
+
+class Observation(NamedTuple):
+    """One engine query's answer about every pending job.
+
+    statuses: job id -> Status; an id absent from it was not reported (UNKNOWN).
+    found: folder name -> job id, for claimed folders whose submission the engine can prove it made,
+        and for recorded folders whose recorded id turned out to be another job's (the right id).
+    unsure: names of claimed folders whose submission cannot yet be ruled in or out: leave them alone.
+    room: how many more jobs the engine takes now (free slots, queue limit); None for no limit.
+    """
+
+    statuses: Mapping[str, Status] = MappingProxyType({})
+    found: Mapping[str, str] = MappingProxyType({})
+    unsure: frozenset[str] = frozenset()
+    room: Optional[int] = None
+    notes: tuple[str, ...] = ()  # for the log
+    problems: tuple[str, ...] = ()  # for the log and stderr: a person should look
+
+
+class EngineError(Exception):
+    """A batch-system command did not give a usable answer."""
+
+
+class CommandFailed(EngineError):
+    def __init__(self, argv: Sequence[str], returncode: Optional[int], stderr: str, why: str = "") -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        what = why or (f"exit code {returncode}" if returncode is not None else "no exit code")
+        super().__init__(f"{' '.join(self.argv)}: {what}: {self.stderr or '(no error output)'}")
+
+
+class CommandTimeout(CommandFailed):
+    """The command did not answer in time and was killed: its effect is unknown."""
+
+
+class SubmitRefused(EngineError):
+    """The batch system said no. Permanent: the job can never run as it is. Otherwise try next run."""
+
+    def __init__(self, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class SubmitUnknown(EngineError):
+    """The submission may or may not have happened (a timeout, a lost answer): resolve as after a crash."""
+
+
+class Setting(NamedTuple):
+    """One option an engine takes: `--flag` on the command line, `name` in reconcile.json."""
+
+    name: str  # the constructor's keyword and the key --setup records
+    parse: Callable[[str], Any]  # command-line text -> value; raises ValueError or argparse.ArgumentTypeError
+    default: Any
+    metavar: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+class Engine(Protocol):
+    name: str
+
+    def submit(self, job_dir: Path) -> str:
+        """Start the job in job_dir (its working directory) and return its id.
+
+        Raises SubmitRefused or SubmitUnknown.
+        """
+
+    def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
+        """Report on all jobs in one query; raises EngineError when the batch system cannot be asked.
+
+        Called with both lists empty when only the room for new jobs is wanted. quick: only the
+        cheapest query (a status display), which may leave ended jobs UNKNOWN.
+        """
+
+    def cancel(self, jobs: Sequence[Submitted]) -> None:
+        """Ask the batch system to end these jobs (raises EngineError when it cannot be asked)."""
+
+
+class EngineClass(Protocol):
+    """What the lookup returns: an engine's class, with the settings its constructor takes."""
+
+    SETTINGS: tuple[Setting, ...]
+
+    def __call__(self, **settings: Any) -> Engine: ...
+
+
+# name -> (module, class). The 2014 spellings (engines.LocalEngine) resolve to the same classes.
+ENGINES = {
+    "local": ("jobroot.engines.local", "LocalEngine"),
+    "slurm": ("jobroot.engines.slurm", "SlurmEngine"),
+}
+_ALIASES = {"engines.LocalEngine": "local", "engines.SlurmEngine": "slurm", "LocalEngine": "local", "SlurmEngine": "slurm"}
+
+
+def canonical_name(name: str) -> str:
+    """Map any accepted spelling of an engine to its short name; ValueError for an unknown one."""
+    short = _ALIASES.get(name, name.lower())
+    if short not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(sorted(ENGINES))}")
+    return short
+
+
+def engine_class(name: str) -> EngineClass:
+    """The class of the engine called name (any accepted spelling); ValueError for an unknown one."""
+    import importlib
+
+    module_name, class_name = ENGINES[canonical_name(name)]
+    cls: EngineClass = getattr(importlib.import_module(module_name), class_name)
+    return cls

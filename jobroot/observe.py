@@ -1,0 +1,128 @@
+"""Look at the folders: what pending/ holds and what each inbox folder is (ready, not yet, never), once per run.
+
+`inspect` is the one judge of an inbox folder: the sweep acts on its verdict and `--status` shows it.
+"""
+
+import os
+import stat
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from jobroot import folders as fs
+from jobroot.plan import InboxFolder, PendingFolder, Verdict
+
+
+def scan_pending(root: Path) -> list[PendingFolder]:
+    """Every folder in pending/ with its record: one scandir, then per folder one stat and one read."""
+    found = []
+    with os.scandir(root / fs.PENDING) as entries:
+        folders = [e.name for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+    folders.sort(key=os.fsencode)
+    base = os.path.join(root, fs.PENDING)
+    for name in folders:
+        path = f"{base}/{name}"  # per job per run: plain strings, not os.path.join or Path
+        cancel = os.path.lexists(f"{path}/{fs.CANCEL}")
+        try:
+            found.append(PendingFolder(name, fs.read_record(path), cancel=cancel))
+        except ValueError as e:
+            found.append(PendingFolder(name, None, problem=str(e), cancel=cancel))
+    return found
+
+
+def scan_inbox(root: Path, names: Sequence[str], settle: float, now: float, shared: bool = False) -> Iterator[InboxFolder]:
+    """The named inbox folders in order, each looked at only when the plan asks for it."""
+    for name in names:
+        path = root / fs.INBOX / name
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            yield InboxFolder(
+                name, Verdict.NOTE, "a symbolic link, not a folder: never submitted (replace it with the folder itself)"
+            )
+        elif stat.S_ISDIR(info.st_mode):
+            yield inspect(path, settle, now, shared, info)._replace(since=info.st_ctime)
+        # plain files are not jobs
+
+
+def inspect(path: Path, settle: float, now: float, shared: bool = False, folder: Optional[os.stat_result] = None) -> InboxFolder:
+    """Is this inbox folder ready to submit, not ready yet, or never runnable (and why)?"""
+    name = path.name
+    script = path / fs.SCRIPT
+    if os.path.lexists(path / fs.HOLD):
+        return InboxFolder(name, Verdict.WAIT, "held")
+    try:
+        info = os.lstat(script)
+    except FileNotFoundError:
+        return InboxFolder(name, Verdict.WAIT, "no job.sh yet")
+    except OSError as e:
+        return InboxFolder(name, Verdict.BAD, f"job.sh cannot be examined: {e.strerror}.")
+    try:
+        if settle > 0 and fs.newest_change(path) > now - settle:
+            return InboxFolder(name, Verdict.WAIT, "still changing")
+    except OSError:
+        return InboxFolder(name, Verdict.WAIT, "vanished")
+    if stat.S_ISLNK(info.st_mode):
+        return InboxFolder(name, Verdict.BAD, "job.sh is a symbolic link; put a regular file named job.sh in the folder.")
+    if stat.S_ISDIR(info.st_mode):
+        return InboxFolder(name, Verdict.BAD, "job.sh is a directory, not a script.")
+    if not stat.S_ISREG(info.st_mode):
+        return InboxFolder(name, Verdict.BAD, "job.sh is not a regular file.")
+    if info.st_size == 0:
+        return InboxFolder(name, Verdict.BAD, "job.sh is empty.")
+    untrusted = distrust(folder or os.lstat(path), info, shared)
+    if untrusted:
+        return InboxFolder(name, Verdict.BAD, untrusted)
+    try:
+        with open(script, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        return InboxFolder(name, Verdict.BAD, f"job.sh cannot be read: {e.strerror}.")
+    return InboxFolder(name, Verdict.READY)
+
+
+def distrust(folder: os.stat_result, script: os.stat_result, shared: bool) -> str:
+    """Why a folder someone else could have written must not run as this user; "" when it may.
+
+    Default: folder and job.sh owned by this user, job.sh writable by nobody else (group-writable
+    is fine when the group is the owner's private group). --shared-group: anyone in the group.
+    """
+    me = os.geteuid()
+    if script.st_mode & stat.S_IWOTH:
+        return "job.sh is writable by every user; run chmod o-w job.sh and submit it again."
+    if shared:
+        ours = set(os.getgroups()) | {os.getegid()}
+        for what, st_ in (("the folder", folder), ("job.sh", script)):
+            if st_.st_uid != me and st_.st_gid not in ours:
+                return f"{what} belongs to {_user(st_.st_uid)} and to a group this user is not in."
+        return ""
+    for what, st_ in (("the folder", folder), ("job.sh", script)):
+        if st_.st_uid != me:
+            return (
+                f"{what} belongs to {_user(st_.st_uid)}, not to {_user(me)} who runs the reconciler "
+                "(a lab sharing a root can allow this with --shared-group)."
+            )
+    if script.st_mode & stat.S_IWGRP and not _private_group(script.st_gid, me):
+        return "job.sh is writable by its group; run chmod g-w job.sh (or set the root up with --shared-group)."
+    return ""
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _private_group(gid: int, uid: int) -> bool:
+    """A user private group: the user's own primary group, with no other members."""
+    import grp
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_gid == gid and not grp.getgrgid(gid).gr_mem
+    except KeyError:
+        return False

@@ -1,0 +1,229 @@
+"""One sweep of a root: lock, observe the folders and ask the engine once, plan, act, write the status files.
+
+Acting is the only part that changes folders or talks to the batch system; each action is carried out on
+its own, so one broken folder never stops the others.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from jobroot import folders as fs
+from jobroot import status as st
+from jobroot.config import Options, load_engine
+from jobroot.engine import Engine, EngineError, Observation, SubmitRefused, SubmitUnknown
+from jobroot.folders import Submitted, show
+from jobroot.log import Log
+from jobroot.observe import scan_inbox, scan_pending
+from jobroot.plan import NOT_SUBMITTED, Action, Adopt, Cancel, Finish, Launch, Note, PendingFolder, Reject, Submit, breaker, plan
+from jobroot.status import Phase
+
+
+class StopFlag:
+    requested = False
+
+    def request(self, *_: object) -> None:
+        self.requested = True
+
+
+def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = False) -> int:
+    """One run: 0 when all went well, 1 when something needs a person."""
+    if not fs.any_entry(root / fs.PENDING) and not fs.any_entry(root / fs.INBOX):
+        return 0  # nothing to do, nothing to protect: no lock, no engine, no batch-system call
+    engine = load_engine(opts)
+    lock = None
+    if not dry_run:
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(root / fs.LOCK), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return 0  # another run is sweeping: it will do the work
+    try:
+        pending = scan_pending(root)
+        waiting = fs.names(root / fs.INBOX)
+        live = [p.record for p in pending if p.record and p.record.engine == engine.name]
+        claimed = [root / fs.PENDING / p.name for p in pending if p.record is None and not p.problem]
+        try:
+            obs = engine.observe(live, claimed)
+        except EngineError as e:
+            log.problem(f"cannot ask the {engine.name} engine, nothing done this run: {e}")
+            return 1
+        for note in obs.notes:
+            log.info(note)
+        for problem in obs.problems:
+            log.problem(problem)
+        inbox = scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group)
+        recent = st.recent_endings(root)  # read once: the breaker and the status files both need it
+        pause = breaker(recent, time.time(), opts.breaker, opts.breaker_cooldown)
+        if not dry_run:
+            announce_pause(root, pause, log)
+        actions = plan(pending, obs, inbox, engine.name, 0 if pause else opts.batch_limit, time.time())
+        if dry_run:
+            for action in actions:
+                print(action.describe())
+            return 0
+        log.debug(f"sweep: {len(pending)} pending, {len(waiting)} in inbox, {len(actions)} actions")
+        work = Sweep(root, engine, log, stop)
+        problems = work.apply(actions)
+        try:
+            write_status(root, pending, waiting, obs, work, recent)
+        except OSError as e:
+            log.problem(f"cannot write the status files: {e}")
+        return 1 if problems or obs.problems else 0
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+class Sweep:
+    """Carries out a plan's actions (it is the plan's Actor) and remembers what it changed."""
+
+    def __init__(self, root: Path, engine: Engine, log: Log, stop: StopFlag) -> None:
+        self.root, self.engine, self.log, self.stop = root, engine, log, stop
+        self.refused = False
+        self.started: dict[str, Submitted] = {}  # pending name -> what this run submitted or adopted
+        self.ended: list[st.Entry] = []  # what this run moved to complete/
+        self.left_inbox: set[str] = set()  # names this run moved out of inbox/
+        self.left_pending: set[str] = set()  # names this run moved out of pending/
+
+    def apply(self, actions: Sequence[Action]) -> int:
+        """Carry out each action on its own: one broken folder never stops the others. Returns problems."""
+        problems = 0
+        for action in actions:
+            if self.stop.requested:
+                self.log.info("stop requested: leaving the rest for the next run")
+                break
+            if self.refused and isinstance(action, (Submit, Launch)):
+                continue  # the batch system just said "not now": don't ask again this run
+            problems += isinstance(action, Note) and action.problem
+            kind = type(action).__name__.lower()
+            fs.doing(kind)
+            try:
+                action.to(self)
+            except (OSError, EngineError) as e:
+                problems += 1
+                self.log.problem(f"{show(action.name)}: {kind} failed: {e}")
+            fs.doing("")
+        return problems
+
+    def submit(self, a: Submit) -> None:
+        src = self.root / fs.INBOX / a.name
+        old = fs.set_aside(src)
+        if old:
+            self.log.info(f"{show(a.name)}: helper files of an earlier run set aside in {old.relative_to(src)}")
+        fs.crash_point("set-aside")
+        dest = fs.move(src, self.root / fs.PENDING, a.name)
+        self.left_inbox.add(a.name)
+        fs.crash_point("claimed")
+        self._start(dest)
+
+    def launch(self, a: Launch) -> None:
+        self._start(self.root / fs.PENDING / a.name)
+
+    def _start(self, path: Path) -> None:
+        name = path.name
+        fs.crash_point("engine-call")
+        try:
+            job_id = self.engine.submit(path)
+        except SubmitRefused as e:
+            if e.permanent:
+                self.finish(Finish(name, f"The {self.engine.name} engine refused the job: {e}"))
+            else:
+                self.refused = True  # "not now": ask no more this run
+                self.log.info(f"{show(name)}: not submitted this time ({e}); it keeps its place and is tried again")
+            return
+        except SubmitUnknown as e:
+            self.log.problem(f"{show(name)}: submission uncertain ({e}); the next run will find out")
+            return
+        fs.crash_point("launched")
+        self.started[name] = fs.write_record(path, self.engine.name, job_id, time.time())
+        self.log.info(f"{show(name)}: submitted as {self.engine.name} job {job_id}")
+        fs.crash_point("recorded")
+
+    def adopt(self, a: Adopt) -> None:
+        self.started[a.name] = fs.write_record(self.root / fs.PENDING / a.name, self.engine.name, a.job_id, time.time())
+        fs.crash_point("adopted")
+        self.log.info(f"{show(a.name)}: found running as {self.engine.name} job {a.job_id}; recorded")
+
+    def finish(self, a: Finish) -> None:
+        path = self.root / fs.PENDING / a.name
+        if a.reason:
+            fs.write_atomic(path / fs.ERROR, a.reason.rstrip("\n") + "\n")
+        fs.remove_temp_files(path)
+        fs.crash_point("error-written")
+        dest = fs.move(path, self.root / fs.COMPLETE, a.name)
+        self.left_pending.add(a.name)
+        fs.crash_point("completed")
+        first = a.reason.splitlines()[0] if a.reason else ""
+        self.ended.append(st.Entry(dest.name, Phase.FAILED if a.reason else Phase.DONE, "", time.time(), first))
+        outcome = "failed: " + first if a.reason else "done"
+        self.log.info(f"{show(a.name)}: {outcome} -> complete/{show(dest.name)}")
+
+    def reject(self, a: Reject) -> None:
+        path = self.root / fs.INBOX / a.name
+        fs.set_aside(path)
+        reason = f"{NOT_SUBMITTED} {a.reason}"
+        fs.write_atomic(path / fs.ERROR, reason + "\n")
+        fs.remove_temp_files(path)
+        fs.crash_point("rejection-written")
+        dest = fs.move(path, self.root / fs.COMPLETE, a.name)
+        self.left_inbox.add(a.name)
+        self.ended.append(st.Entry(dest.name, Phase.FAILED, "", time.time(), reason))
+        self.log.info(f"{show(a.name)}: not submitted: {a.reason} -> complete/{show(dest.name)}")
+
+    def cancel(self, a: Cancel) -> None:
+        fs.crash_point("engine-call")
+        self.engine.cancel([a.record])
+        fs.crash_point("cancel-sent")
+        self.log.info(f"{show(a.name)}: cancel requested; asked the {self.engine.name} engine to end job {a.record.job_id}")
+
+    def note(self, a: Note) -> None:
+        (self.log.problem if a.problem else self.log.info)(f"{show(a.name)}: {a.message}")
+
+
+def retry_failed(root: Path, log: Log) -> int:
+    """--retry-failed: every failed folder in complete/ back to inbox/, under the run lock."""
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(str(root / fs.LOCK), timeout=120):
+            moved = 0
+            for name in fs.names(root / fs.COMPLETE):
+                path = root / fs.COMPLETE / name
+                if path.is_dir() and not path.is_symlink() and os.path.lexists(path / fs.ERROR):
+                    dest = fs.move(path, root / fs.INBOX, name)
+                    log.info(f"{show(name)}: failed folder moved back to inbox/{show(dest.name)} for a retry")
+                    print(f"complete/{show(name)} -> inbox/{show(dest.name)}")
+                    moved += 1
+            if not moved:
+                print("no failed folder in complete/")
+    except Timeout:
+        print("reconcile: another run has held the lock for 2 minutes; try again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def announce_pause(root: Path, pause: str, log: Log) -> None:
+    """Say once, on stderr and in the log, that the breaker opened; note in the log when it closes."""
+    marker = root / fs.BREAKER
+    if pause and not marker.exists():
+        fs.write_atomic(marker, pause + "\n")
+        log.problem(f"circuit breaker: {pause}")
+    elif not pause and marker.exists():
+        marker.unlink()
+        log.info("circuit breaker closed: submitting again")
+
+
+def write_status(
+    root: Path, before: list[PendingFolder], waiting: list[str], obs: Observation, work: Sweep, recent: list[st.Entry]
+) -> None:
+    """status.txt/.json after a sweep, from what it already knows: no listing, no query, complete/ never read."""
+    records: dict[str, Optional[Submitted]] = {p.name: p.record for p in before if p.name not in work.left_pending}
+    records.update(work.started)
+    still = [name for name in waiting if name not in work.left_inbox]
+    inbox = [st.Entry(name, Phase.WAITING, "", None) for name in still[: st.LISTED_WAITING]]  # the next in line
+    st.write_files(root, inbox + st.pending_entries(root, records, obs), work.ended, recent, time.time(), len(still) - len(inbox))
