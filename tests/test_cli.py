@@ -216,6 +216,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(root: Path, tmp_path: Path)
         ("ok", ["--batch-limit", "-1"], "must be 0 or more"),
         ("ok", ["--lookback", "soon"], "give a duration like 36h or 7d"),
         ("slurm-bad-lookback", [], "give a duration like 36h or 7d"),
+        ("ok", ["--max-queued", "3"], "--max-queued is not an option of the local engine"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, setup: str | None, args: list[str], message: str) -> None:

@@ -87,3 +87,36 @@ def test_read_record_round_trip_and_garbage(tmp_path: Path) -> None:
         assert fs.RECORD in str(e)
     else:
         raise AssertionError("garbage record accepted")
+
+
+def test_move_takes_the_next_name_when_the_target_appears_after_the_check(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    dest = tmp_path / "complete"
+    (dest / "job").mkdir(parents=True)
+    (dest / "job" / "theirs").write_text("another run's folder")  # appears between the check and the rename
+    real = os.path.lexists
+    monkeypatch.setattr(fs.os.path, "lexists", lambda p: False if str(p) == str(dest / "job") else real(p))
+    moved = fs.move(folder(tmp_path / "pending", "job", "mine"), dest, "job")
+    assert moved.name == "job.2" and (moved / "job.sh").read_text() == "mine"
+    assert os.listdir(dest / "job") == ["theirs"]
+
+
+def test_settle_time_sees_a_change_deep_in_a_subfolder(tmp_path: Path) -> None:
+    job = folder(tmp_path, "job")
+    deep = job / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "data").write_text("x")
+    time.sleep(0.05)
+    (deep / "data").write_text("changed")  # changes this file alone: no folder above it changes
+    changed = os.lstat(deep / "data")
+    assert all(max(os.lstat(p).st_mtime, os.lstat(p).st_ctime) < changed.st_mtime for p in (job, job / "a", deep, job / "job.sh"))
+    assert fs.newest_change(job) == max(changed.st_mtime, changed.st_ctime)
+
+
+def test_settle_time_counts_change_times_not_only_modification_times(tmp_path: Path) -> None:
+    job = folder(tmp_path, "job")
+    (job / "input.dat").write_text("copied with its old times kept, as cp -p and rsync -a do")
+    past = time.time() - 1000
+    for p in (job / "input.dat", job / "job.sh", job):
+        os.utime(p, (past, past))
+    newest_ctime = max(os.lstat(p).st_ctime for p in (job / "input.dat", job / "job.sh", job))
+    assert fs.newest_change(job) == newest_ctime > past + 900

@@ -119,3 +119,23 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+def test_an_unreadable_exit_record_is_a_failure(tmp_path: Path) -> None:
+    d = job(tmp_path, "true\n")
+    (d / fs.EXIT_RECORD).write_text("{garbled")  # written whole by rename: only a person can have done this
+    (d / fs.RUN_LOCK).write_text("12345\n")
+    assert status(LocalEngine(), d, "12345") is State.FAILED
+
+
+def test_a_claim_whose_lock_is_held_before_its_id_is_written_is_unsure(tmp_path: Path) -> None:
+    import fcntl
+
+    d = job(tmp_path, "true\n")
+    fd = os.open(d / fs.RUN_LOCK, os.O_RDWR | os.O_CREAT)  # a launch under way: locked, no wrapper id yet
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        obs = LocalEngine().observe([], [d])
+    finally:
+        os.close(fd)
+    assert obs.unsure == {"job"} and obs.found == {}

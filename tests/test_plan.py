@@ -91,3 +91,25 @@ def test_cancel_asks_the_engine_while_active_and_finishes_with_the_reason_once_e
             Submit("x"),
         ]
     )
+
+
+def test_batch_limit_zero_starts_nothing_not_even_a_claimed_folder() -> None:
+    # 0 is what a circuit-breaker pause uses: collect results, start nothing.
+    pending = [PendingFolder("a", None), PendingFolder("b", rec("1"))]
+    obs = Observation({"1": Status(State.DONE)}, room=5)
+    assert typed(plan(pending, obs, ready("x"), "local", 0)) == typed([Finish("b")])
+
+
+def test_a_claim_the_engine_is_unsure_about_is_left_alone() -> None:
+    obs = Observation(unsure=frozenset({"a"}), room=5)
+    assert typed(plan([PendingFolder("a", None)], obs, [], "local", 10)) == typed([])
+
+
+def test_a_job_unreported_past_the_grace_period_is_a_problem() -> None:
+    from jobroot.plan import GRACE
+
+    pending = [PendingFolder("a", rec("1"))]  # submitted at 0
+    (early,) = plan(pending, Observation(), [], "local", 10, now=GRACE - 1)
+    (late,) = plan(pending, Observation(), [], "local", 10, now=GRACE + 1)
+    assert isinstance(early, Note) and not early.problem
+    assert isinstance(late, Note) and late.problem and "for a long time now" in late.message

@@ -243,3 +243,56 @@ def test_a_recorded_id_that_is_no_job_at_all_is_replaced_by_the_one_with_the_tok
     accounted = sacct_line("3456", "COMPLETED", comment="jobroot-ours")
     obs = SlurmEngine(runner=FakeRunner(squeue=ok(""), sacct=ok(accounted + "\n"))).observe([job], [])
     assert obs.statuses["3"].state is State.UNKNOWN and obs.found == {"job": "3456"}
+
+
+def claimed_folder(tmp_path: Path, name: str, age: float) -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    (d / fs.CLAIM).write_text(f'{{"token": "jobroot-{name}", "claimed": {time.time() - age}}}')
+    return d
+
+
+def test_a_failed_sacct_never_lets_a_claim_be_submitted_again(tmp_path: Path) -> None:
+    # An hour-old claim that squeue does not show: only sacct can say whether sbatch created its job.
+    d = claimed_folder(tmp_path, "old-claim", 3600)
+    runner = FakeRunner(squeue=ok(""), sacct=ok("", "sacct: error: Problem talking to the database", rc=1))
+    obs = SlurmEngine(runner=runner).observe([], [d])
+    assert obs.unsure == {"old-claim"} and obs.found == {}
+    assert len(obs.problems) == 1 and "sacct failed" in obs.problems[0]
+
+
+def sacct_start(runner: FakeRunner) -> float:
+    from datetime import datetime
+
+    (argv,) = [c for c in runner.calls if c[0] == "sacct"]
+    (start,) = [a.split("=", 1)[1] for a in argv if a.startswith("--starttime=")]
+    return datetime.strptime(start, "%Y-%m-%dT%H:%M:%S").timestamp()
+
+
+def test_the_sacct_window_starts_before_the_oldest_submission(tmp_path: Path) -> None:
+    now = time.time()
+    ended = [Submitted("slurm", "1", now - 100, tmp_path / "1"), Submitted("slurm", "2", now - 5000, tmp_path / "2")]
+    runner = FakeRunner(squeue=ok(""), sacct=ok(""))
+    SlurmEngine(runner=runner).observe(ended, [])
+    assert now - 5000 - 300 - 1 <= sacct_start(runner) <= now - 5000 - 300
+
+
+@pytest.mark.parametrize(
+    ("lookback", "expected"),
+    [("2d", lambda now: now - 2 * 86400), ("2026-11-20 08:00", lambda now: time.mktime((2026, 11, 20, 8, 0, 0, 0, 0, -1)))],
+)
+def test_lookback_bounds_the_sacct_window(tmp_path: Path, lookback: str, expected) -> None:  # type: ignore[no-untyped-def]
+    now = time.time()
+    ancient = [Submitted("slurm", "1", now - 400 * 86400, tmp_path / "1")]  # a year-old record: sacct must not scan a year
+    runner = FakeRunner(squeue=ok(""), sacct=ok(""))
+    SlurmEngine(runner=runner, lookback=lookback).observe(ancient, [])
+    assert expected(now) - 1 <= sacct_start(runner) <= expected(now) + 1
+
+
+def test_a_failed_scancel_is_an_error(tmp_path: Path) -> None:
+    from jobroot.engine import EngineError
+
+    runner = FakeRunner(scancel=ok("", "scancel: error: Unable to contact slurm controller", rc=1))
+    with pytest.raises(EngineError, match="Unable to contact"):
+        SlurmEngine(runner=runner).cancel(jobs(1, tmp_path))
+    assert runner.count("scancel") == 1

@@ -11,6 +11,7 @@ import pytest
 
 from jobroot.engine import State
 from jobroot.engines._slurmparse import (
+    SEP,
     Row,
     base_id,
     decide,
@@ -149,3 +150,10 @@ def test_a_final_state_without_an_end_time_is_not_final_yet() -> None:
     assert decide("7", [], [early]).state is State.UNKNOWN
     late = make_row("7", "FAILED", "3:0", 1.0, 2.0, "", "/w", "")
     assert "exit code 3" in decide("7", [], [late]).reason
+
+
+def test_a_folder_name_line_starting_with_digits_continues_its_row() -> None:
+    # A newline in a work directory: the next line starts with digits but not with an id and the separator.
+    line = SEP.join(["42", "COMPLETED", "0:0", "2026-11-24T14:02:10", "2026-11-24T14:02:11", "", "/w/run\n2024 results"])
+    (row,) = parse_rows(line + "\n", False)
+    assert (row.job_id, row.workdir) == ("42", "/w/run\n2024 results")

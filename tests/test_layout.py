@@ -1,0 +1,86 @@
+"""The shape of the code: one installed name, dependencies pointing one way, an idle run that loads no engine."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import RECONCILE, REPO, run
+
+CORE = sorted((REPO / "jobroot").glob("*.py"))
+ENGINES = sorted((REPO / "engines").glob("*.py"))
+
+
+def imported(path: Path) -> set[str]:
+    """Every module name a file imports, wherever in the file the import stands."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_the_core_never_imports_an_engine_and_engines_import_only_the_core() -> None:
+    assert CORE and ENGINES
+    for path in CORE:
+        wrong = {n for n in imported(path) if n.startswith(("jobroot.engines", "engines"))}
+        assert not wrong, f"{path.name} imports {wrong}: the core names engines only in jobroot/engine.py's table"
+    for path in ENGINES:
+        wrong = {n for n in imported(path) if n == "engines" or n.startswith("engines.")}
+        assert not wrong, f"engines/{path.name} imports {wrong}: one import name per module (jobroot.engines...)"
+
+
+def test_no_module_is_past_400_lines() -> None:
+    long = {p.name: n for p in [*CORE, *ENGINES, REPO / "reconcile.py"] if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"split these: {long}"
+
+
+def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("jobroot-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
+    assert top == {"jobroot"}
+    assert {"jobroot/engines/local.py", "jobroot/engines/slurm.py", "jobroot/folders.py"} <= set(names)
+
+
+def test_an_idle_run_imports_no_engine(tmp_path: Path) -> None:
+    for engine in ("local", "slurm"):
+        r = tmp_path / engine
+        assert run(r, "-s", "-e", engine).returncode == 0
+        idle = subprocess.run([sys.executable, "-X", "importtime", *RECONCILE[1:], "-r", str(r)], capture_output=True, text=True)
+        assert idle.returncode == 0, idle.stderr
+        modules = {line.rsplit("|", 1)[-1].strip() for line in idle.stderr.splitlines() if line.startswith("import time:")}
+        assert "jobroot.cli" in modules  # the measurement saw our imports at all
+        assert not {m for m in modules if m.startswith("jobroot.engines") or m in ("filelock", "datetime")}, engine
+
+
+def test_help_groups_the_options_by_engine(tmp_path: Path) -> None:
+    result = run(tmp_path, "--help")
+    assert result.returncode == 0
+    groups = result.stdout.split("engine options:")  # [..., "local" heading, local options + "slurm" heading, slurm options]
+    assert len(groups) == 3 and groups[0].endswith("local ") and groups[1].rstrip().endswith("slurm")
+    assert "--slots" in groups[1] and "--max-queued" not in groups[1]
+    assert all(flag in groups[2] for flag in ("--max-queued", "--lookback", "--command-timeout")) and "--slots" not in groups[2]
+
+
+def test_an_engine_option_given_to_another_engine_records_nothing(tmp_path: Path) -> None:
+    r = tmp_path / "r"
+    result = run(r, "-s", "-e", "local", "--max-queued", "5")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "reconcile: --max-queued is not an option of the local engine (reconcile --help lists each engine's options)"
+    ]
+    assert not r.exists()  # refused before anything was created or recorded
