@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 from jobroot import __version__
 from jobroot import folders as fs
@@ -53,9 +53,38 @@ exit status:
 """
 
 
+class _Incomplete(Exception):
+    """The core-only parser met something it does not know: parse again with every engine's options."""
+
+
+class _CoreParser(argparse.ArgumentParser):
+    def error(self, message: str) -> "NoReturn":
+        raise _Incomplete(message)
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="reconcile", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    """The command line. Engine modules are imported only when it names an engine option or asks for help.
+
+    An idle cron run (`-r ROOT`) parses with the core's options alone; anything the core parser does
+    not know (an engine option, --help, an abbreviation, a mistake) is parsed again by the full
+    parser, which knows every engine's options and gives argparse's usual message and exit status.
+    """
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _parser(engines=False).parse_args(args_list)
+    except _Incomplete:
+        return _parser(engines=True).parse_args(args_list)
+
+
+def _parser(engines: bool) -> argparse.ArgumentParser:
+    # The core-only parser knows no -h and no abbreviations: those are the full parser's to judge.
+    p = (argparse.ArgumentParser if engines else _CoreParser)(
+        prog="reconcile",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=engines,
+        allow_abbrev=engines,
     )
     add = p.add_argument
     add("-r", "--root", required=True, type=Path, help="the job root (holds inbox/, pending/, complete/)")
@@ -81,16 +110,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     add("-v", "--verbose", action="store_true", help="also print each action on stderr")
     add("--log-level", choices=sorted(LEVELS, key=LEVELS.__getitem__), default="info", help="what goes to reconcile.log")
     add("--version", action="version", version=f"%(prog)s {__version__}")
-    for name in ENGINES:
+    for name in ENGINES if engines else ():
         group = p.add_argument_group(f"{name} engine options")
         for s in engine_class(name).SETTINGS:
             group.add_argument(s.flag, dest=s.name, type=s.parse, metavar=s.metavar, help=s.help)
-    return p.parse_args(argv)
+    p.set_defaults(engine_settings=engines)
+    return p
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:
     """What this command line sets of the recorded options (None where it sets nothing)."""
-    names = [*DEFAULTS, *(s.name for e in ENGINES for s in engine_class(e).SETTINGS)]
+    names = [*DEFAULTS, *(s.name for e in ENGINES for s in engine_class(e).SETTINGS)] if args.engine_settings else DEFAULTS
     return {name: getattr(args, name) for name in names}
 
 

@@ -36,7 +36,11 @@ class Options(NamedTuple):
     shared_group: bool
     breaker: int
     breaker_cooldown: float
-    settings: Mapping[str, Any]  # the chosen engine's own settings, by name
+    # The engine's own settings, as recorded or given: parsed by load_engine, so that a run with
+    # nothing to do never imports an engine module.
+    settings: Mapping[str, Any]
+    given: frozenset[str]  # names set on this command line (parsed already)
+    config: str  # where the recorded ones come from, for messages
 
 
 # ---------------------------------------------------------------- value parsers (the engines' too)
@@ -84,12 +88,8 @@ def resolve(root: Path, given: dict[str, Any], setup_first: bool = False) -> Opt
     merged = {**DEFAULTS, **recorded, **given}
     try:
         engine = _canonical(merged["engine"])
-        cls = engine_class(engine)
-        _refuse_foreign(cls, engine, given)
-        settings = {}
-        for s in cls.SETTINGS:
-            value = merged.get(s.name, s.default)
-            settings[s.name] = value if s.name in given or value is None or value == s.default else s.parse(str(value))
+        if any(name not in DEFAULTS for name in given):  # only a command line naming an engine option
+            _refuse_foreign(engine_class(engine), engine, given)
         return Options(
             engine,
             int(merged["batch_limit"]),
@@ -97,7 +97,9 @@ def resolve(root: Path, given: dict[str, Any], setup_first: bool = False) -> Opt
             bool(merged["shared_group"]),
             int(merged["breaker"]),
             float(merged["breaker_cooldown"]),
-            settings,
+            {k: v for k, v in merged.items() if k not in DEFAULTS},
+            frozenset(given),
+            str(root / fs.CONFIG),
         )
     except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
         raise UsageError(f"{e} (recorded in {root / fs.CONFIG}); fix it or run -s again") from None
@@ -120,8 +122,17 @@ def _refuse_foreign(cls: EngineClass, engine: str, given: Mapping[str, Any]) -> 
 
 
 def load_engine(opts: Options) -> Engine:
+    """The chosen engine, built with its settings (a bad recorded value is a usage error, found here)."""
     try:
-        return engine_class(opts.engine)(**opts.settings)
+        cls = engine_class(opts.engine)
+        settings = {}
+        for s in cls.SETTINGS:
+            value = opts.settings.get(s.name, s.default)
+            settings[s.name] = value if s.name in opts.given or value is None or value == s.default else s.parse(str(value))
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+        raise UsageError(f"{e} (recorded in {opts.config}); fix it or run -s again") from None
+    try:
+        return cls(**settings)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
