@@ -82,20 +82,23 @@ def test_the_job_keeps_running_after_the_run_that_started_it(root: Path, tmp_pat
 
 
 def test_name_collisions_land_beside_never_over(root: Path, tmp_path: Path) -> None:
-    (root / "complete" / "a").mkdir()  # empty: os.rename would silently replace it
-    (root / "complete" / "a" / "keep").write_text("old result")
+    (root / "complete" / "a").mkdir()  # really empty: os.rename would silently replace it
+    (root / "complete" / "k").mkdir()
+    (root / "complete" / "k" / "keep").write_text("old result")
     make_job(root, "a", "echo new\n")
+    make_job(root, "k", "echo new\n")
     drain(root)
-    assert names(root / "complete") == ["a", "a.2"]
-    assert (root / "complete" / "a" / "keep").read_text() == "old result"
+    assert names(root / "complete") == ["a", "a.2", "k", "k.2"]
+    assert os.listdir(root / "complete" / "a") == [] and os.listdir(root / "complete" / "k") == ["keep"]
     assert (root / "complete" / "a.2" / "job_output.txt").read_text() == "new\n"
+    assert (root / "complete" / "k.2" / "job_output.txt").read_text() == "new\n"
     # The same name dropped again while the first is still running lands beside it in pending/ too.
     go = tmp_path / "go"
     make_job(root, "b", WAIT_FOR_GO.format(go=go) + "echo first\n")
     run(root)
     make_job(root, "b", "echo second\n")
     run(root)
-    assert names(root / "pending")[:2] == ["b", "b.2"] or names(root / "complete") == ["a", "a.2", "b.2"]
+    assert names(root / "pending")[:2] == ["b", "b.2"] or names(root / "complete") == ["a", "a.2", "b.2", "k", "k.2"]
     go.touch()
     drain(root)
     outputs = sorted((root / "complete" / n / "job_output.txt").read_text() for n in ("b", "b.2"))

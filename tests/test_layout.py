@@ -84,3 +84,6 @@ def test_an_engine_option_given_to_another_engine_records_nothing(tmp_path: Path
         "reconcile: --max-queued is not an option of the local engine (reconcile --help lists each engine's options)"
     ]
     assert not r.exists()  # refused before anything was created or recorded
+    assert run(r, "-s", "-e", "local").returncode == 0
+    later = run(r, "--max-queued", "5")  # on a plain run too, not only at setup
+    assert later.returncode == 2 and "--max-queued is not an option of the local engine" in later.stderr

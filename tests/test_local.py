@@ -79,8 +79,8 @@ def test_a_job_whose_processes_all_died_without_a_record_is_lost(tmp_path: Path)
     job_id = engine.submit(d)
     os.killpg(int(job_id), signal.SIGKILL)  # wrapper and job, as a reboot would
     wait_for(lambda: status(engine, d, job_id) is not State.ACTIVE)
-    reason = engine.observe([Submitted("local", job_id, 0, d)], []).statuses[job_id].reason
-    assert reason.startswith("The job was lost")
+    lost = engine.observe([Submitted("local", job_id, 0, d)], []).statuses[job_id]
+    assert lost.state is State.FAILED and lost.reason.startswith("The job was lost")
 
 
 def test_a_reused_pid_does_not_look_like_a_running_job(tmp_path: Path) -> None:

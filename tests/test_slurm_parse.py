@@ -127,6 +127,8 @@ def test_sbatch_ids_and_refusals() -> None:
         assert text.strip() and not is_transient(text), name
     assert "Invalid partition name specified" in captured("sbatch-invalid-partition")
     assert is_transient("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)")
+    # The answer was lost on the way back: slurmctld may have created the job, so never permanent.
+    assert is_transient("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation")
 
 
 def test_ids_and_tasks() -> None:
@@ -157,3 +159,8 @@ def test_a_folder_name_line_starting_with_digits_continues_its_row() -> None:
     line = SEP.join(["42", "COMPLETED", "0:0", "2026-11-24T14:02:10", "2026-11-24T14:02:11", "", "/w/run\n2024 results"])
     (row,) = parse_rows(line + "\n", False)
     assert (row.job_id, row.workdir) == ("42", "/w/run\n2024 results")
+
+
+@pytest.mark.parametrize("accounted", [None, []], ids=["sacct not answered", "sacct answered nothing"])
+def test_a_job_nobody_reports_is_unknown_never_done(accounted: list[Row] | None) -> None:
+    assert decide("5", [], accounted).state is State.UNKNOWN

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""The mutation catalogue: each core promise broken on purpose, in a copy of the tree, and the test that must catch it.
+
+    python3 tests/mutations.py              # every mutation that needs no cluster (about 4 minutes)
+    python3 tests/mutations.py --cluster    # also those caught only on the real Slurm cluster (+ about 10 minutes)
+    python3 tests/mutations.py --only NAME  # one mutation (a substring of its name)
+    python3 tests/mutations.py --list
+
+A mutation is one exact text replacement in one file (the text must occur exactly once). For each,
+the tree is copied to a temporary folder, the replacement is made, and the named test is run there:
+the mutation is caught when that test fails (pytest exit 1; a copy that does not even import is a
+broken mutation, not a catch). Every named test is first run on the unchanged copy and must pass.
+The table is printed as markdown; the exit status is 1 when any mutation survives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Mutation(NamedTuple):
+    name: str  # the promise it breaks
+    path: str
+    old: str
+    new: str
+    test: str  # the test named for that promise: tests/FILE.py::NAME
+    cluster: bool = False  # caught only on the real Slurm cluster
+
+
+M = Mutation
+CATALOGUE = [
+    # ---- the folder protocol (jobroot/folders.py)
+    M("move overwrites a taken name", "jobroot/folders.py", "        if os.path.lexists(target):\n            continue\n", "",
+      "tests/test_fs.py::test_move_never_replaces_an_empty_folder_a_file_or_a_link"),
+    M("move raises when the target appears after its check", "jobroot/folders.py",
+      "            if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):\n                continue\n", "",
+      "tests/test_fs.py::test_move_takes_the_next_name_when_the_target_appears_after_the_check"),
+    M("settle time ignores subfolders", "jobroot/folders.py", "                    stack.append(entry.path)", "                    pass",
+      "tests/test_fs.py::test_settle_time_sees_a_change_deep_in_a_subfolder"),
+    M("settle time ignores change times", "jobroot/folders.py", "newest = max(newest, st.st_mtime, st.st_ctime)",
+      "newest = max(newest, st.st_mtime)", "tests/test_fs.py::test_settle_time_counts_change_times_not_only_modification_times"),
+    M("write_atomic does not replace an existing file", "jobroot/folders.py", "        os.replace(tmp, path)", "        os.link(tmp, path)",
+      "tests/test_fs.py::test_write_atomic_replaces_whole_and_leaves_no_temp"),
+    M("set-aside forgets an earlier run's files", "jobroot/folders.py", "    present = [h for h in SET_ASIDE if os.path.lexists(job_dir / h)]",
+      "    present = [h for h in SET_ASIDE if os.path.lexists(job_dir / h) and h != RECORD]",
+      "tests/test_fs.py::test_set_aside_numbers_each_earlier_run"),
+    M("inbox order is not byte order", "jobroot/folders.py", 'return sorted((n for n in os.listdir(folder) if not n.startswith(".")), key=os.fsencode)',
+      'return sorted((n for n in os.listdir(folder) if not n.startswith(".")), reverse=True)',
+      "tests/test_cli.py::test_byte_order_and_batch_limit"),
+    # ---- the plan (jobroot/plan.py)
+    M("a job not reported is finished", "jobroot/plan.py", "            elif status is None or status.state is State.UNKNOWN:",
+      "            elif status is None:", "tests/test_plan.py::test_a_job_not_reported_is_never_finished"),
+    M("a job unreported past the grace period stays quiet", "jobroot/plan.py", "problem=late))", "problem=False))",
+      "tests/test_plan.py::test_a_job_unreported_past_the_grace_period_is_a_problem"),
+    M("batch limit 0 still launches claimed folders", "jobroot/plan.py", "            elif batch_limit > 0:", "            else:",
+      "tests/test_plan.py::test_batch_limit_zero_starts_nothing_not_even_a_claimed_folder"),
+    M("a claim the engine is unsure about is launched", "jobroot/plan.py", "            elif p.name in obs.unsure:\n                pass\n", "",
+      "tests/test_plan.py::test_a_claim_the_engine_is_unsure_about_is_left_alone"),
+    M("submissions past the batch limit", "jobroot/plan.py", "            if room == 0:\n                break\n", "",
+      "tests/test_plan.py::test_inbox_in_given_order_up_to_the_batch_limit"),
+    M("the engine's room is ignored", "jobroot/plan.py", "        room = min(room, obs.room - starts)", "        pass",
+      "tests/test_plan.py::test_room_left_by_the_engine_limits_submissions"),
+    M("breaker counts rejections as failures", "jobroot/plan.py", "not e.reason.startswith((NOT_SUBMITTED, CANCELLED))", "True",
+      "tests/test_breaker.py::test_rejections_and_cancels_are_not_job_failures"),
+    M("breaker never opens", "jobroot/plan.py", '    if failures <= 0:\n        return ""', '    if failures <= 10**9:\n        return ""',
+      "tests/test_breaker.py::test_breaker_opens_only_when_the_last_n_all_failed_recently"),
+    # ---- the sweep (jobroot/sweep.py, jobroot/observe.py)
+    M("job_error.txt written after the move to complete/", "jobroot/sweep.py",
+      "        if a.reason:\n            fs.write_atomic(path / fs.ERROR, a.reason.rstrip(\"\\n\") + \"\\n\")\n"
+      "        fs.remove_temp_files(path)\n        fs.crash_point(\"error-written\")\n"
+      "        dest = fs.move(path, self.root / fs.COMPLETE, a.name)\n",
+      "        fs.remove_temp_files(path)\n        fs.crash_point(\"error-written\")\n"
+      "        dest = fs.move(path, self.root / fs.COMPLETE, a.name)\n"
+      "        if a.reason:\n            fs.write_atomic(dest / fs.ERROR, a.reason.rstrip(\"\\n\") + \"\\n\")\n",
+      "tests/test_sweep.py::test_a_folder_never_reaches_complete_without_its_verdict"),
+    M("after a transient refusal the run keeps calling sbatch", "jobroot/sweep.py",
+      '                self.refused = True  # "not now": ask no more this run', "                pass",
+      "tests/test_sweep.py::test_a_transient_refusal_stops_the_batch"),
+    M("an earlier run's record is not set aside", "jobroot/sweep.py", "        old = fs.set_aside(src)\n", "        old = None\n",
+      "tests/test_cli.py::test_a_folder_moved_back_from_complete_is_a_fresh_job"),
+    M("the run lock is not taken", "jobroot/sweep.py", "            lock.acquire()", "            pass",
+      "tests/test_cli.py::test_twenty_runs_at_the_same_instant"),
+    M("a cancel file is ignored", "jobroot/observe.py", "        cancel = os.path.lexists(f\"{path}/{fs.CANCEL}\")", "        cancel = False",
+      "tests/test_steer.py::test_cancel_a_running_local_job"),
+    M("a hold file is ignored", "jobroot/observe.py", "    if os.path.lexists(path / fs.HOLD):", "    if False:",
+      "tests/test_steer.py::test_hold_keeps_a_folder_waiting_until_removed"),
+    M("the settle time is ignored", "jobroot/observe.py", "        if settle > 0 and fs.newest_change(path) > now - settle:",
+      "        if False:", "tests/test_uploads.py::test_a_slow_upload_is_submitted_only_once_settled"),
+    M("the owner's private group is refused", "jobroot/observe.py", "and not _private_group(script.st_gid, me)", "",
+      "tests/test_hostile.py::test_a_script_writable_by_the_owners_private_group_is_accepted"),
+    M("a world-writable job.sh runs", "jobroot/observe.py", "    if script.st_mode & stat.S_IWOTH:", "    if False:",
+      "tests/test_hostile.py::test_hostile_catalogue"),
+    # ---- the command line and layout
+    M("the core imports an engine", "jobroot/plan.py", "from jobroot.engine import Observation, State\n",
+      "from jobroot.engine import Observation, State\nimport jobroot.engines.local  # noqa\n",
+      "tests/test_layout.py::test_the_core_never_imports_an_engine_and_engines_import_only_the_core"),
+    M("an idle run loads every engine", "jobroot/cli.py", "        return _parser(engines=False).parse_args(args_list)",
+      "        return _parser(engines=True).parse_args(args_list)", "tests/test_layout.py::test_an_idle_run_imports_no_engine"),
+    M("an engine option is passed to another engine", "jobroot/config.py",
+      "        if any(name not in DEFAULTS for name in given):", "        if False:",
+      "tests/test_layout.py::test_an_engine_option_given_to_another_engine_records_nothing"),
+    # ---- the local engine
+    M("an unreadable job_exit.json counts as success", "engines/local.py", "        return 255, 0  #", "        return 0, 0  #",
+      "tests/test_local.py::test_an_unreadable_exit_record_is_a_failure"),
+    M("a lost local job counts as done", "engines/local.py",
+      '            return Status(State.FAILED, f"{_LOST} its processes', '            return Status(State.DONE, f"{_LOST} its processes',
+      "tests/test_local.py::test_a_job_whose_processes_all_died_without_a_record_is_lost"),
+    M("a launch under way is not unsure", "engines/local.py", "                unsure.add(path.name)", "                pass",
+      "tests/test_local.py::test_a_claim_whose_lock_is_held_before_its_id_is_written_is_unsure"),
+    M("a second launch of a folder runs it again", "engines/local.py",
+      '                raise SubmitUnknown("this folder\'s job is already running") from None', "                pass",
+      "tests/test_local.py::test_a_second_launch_of_a_running_or_finished_folder_is_refused"),
+    # ---- commands (engines/_process.py)
+    M("sbatch does not die with a killed reconciler", "engines/_process.py", "            preexec_fn=_death_signal(),",
+      "            preexec_fn=None,", "tests/test_process.py::test_a_command_dies_with_a_killed_reconciler"),
+    # ---- Slurm's words (engines/_slurmparse.py)
+    M("sacct row start not anchored on the separator", "engines/_slurmparse.py", '_ROW_START = re.compile(r"\\d+[_+\\[\\]\\d%,\\-]*" + SEP)',
+      '_ROW_START = re.compile(r"\\d+[_+\\[\\]\\d%,\\-]*")', "tests/test_slurm_parse.py::test_a_folder_name_line_starting_with_digits_continues_its_row"),
+    M("a job nobody reports is done", "engines/_slurmparse.py", "    if not final:\n        return Status(State.UNKNOWN)",
+      "    if not final:\n        return Status(State.DONE)", "tests/test_slurm_parse.py::test_a_job_nobody_reports_is_unknown_never_done"),
+    M("a final state without an end time is final", "engines/_slurmparse.py",
+      "if r.word in SUCCESS | FAILURE and r.end is not None]", "if r.word in SUCCESS | FAILURE]",
+      "tests/test_slurm_parse.py::test_a_final_state_without_an_end_time_is_not_final_yet"),
+    M("a lost answer from sbatch is a permanent refusal", "engines/_slurmparse.py", '    "socket timed out",\n', "",
+      "tests/test_slurm_parse.py::test_sbatch_ids_and_refusals"),
+    M("--lookback DATE parsed and then ignored", "engines/_slurmparse.py", "        return parser.parse(text).timestamp()",
+      "        parser.parse(text)\n        return now - 7 * 86400", "tests/test_slurm_engine.py::test_lookback_bounds_the_sacct_window"),
+    # ---- the Slurm engine (engines/slurm.py)
+    M("a failed sacct read as an empty answer", "engines/slurm.py",
+      '                    problems.append(f"sacct failed; jobs that left the queue wait for it: {e}")',
+      "                    accounted = []", "tests/test_slurm_engine.py::test_a_failed_sacct_never_lets_a_claim_be_submitted_again"),
+    M("the sacct window starts at the newest submission", "engines/slurm.py", "start = max(min(since) - 300,", "start = max(max(since) - 300,",
+      "tests/test_slurm_engine.py::test_the_sacct_window_starts_before_the_oldest_submission"),
+    M("--lookback does not bound the window", "engines/slurm.py", "start = max(min(since) - 300, parse_lookback(self.lookback, now))",
+      "start = min(since) - 300", "tests/test_slurm_engine.py::test_lookback_bounds_the_sacct_window"),
+    M("a failed scancel ignored", "engines/slurm.py", "                raise CommandFailed(result.argv, result.returncode, result.stderr)",
+      "                pass", "tests/test_slurm_engine.py::test_a_failed_scancel_is_an_error"),
+    M("a recorded id of another job is trusted", "engines/slurm.py", "    if not job.token:\n        return False",
+      "    if True:\n        return False", "tests/test_slurm_engine.py::test_a_recorded_id_that_is_another_jobs_is_never_used_and_the_right_one_is_found"),
+    M("one sacct per ended job", "engines/slurm.py", "        if (need_sacct or searching) and not quick:",
+      "        for _ in need_sacct or searching or ():\n            self._query(self._sacct_argv(jobs, claims, now), False)\n"
+      "        if (need_sacct or searching) and not quick:",
+      "tests/test_slurm_engine.py::test_one_squeue_and_one_sacct_however_many_have_ended"),
+    # ---- caught on the real Slurm cluster
+    M("the sacct window starts after the oldest submission", "engines/slurm.py", "start = max(min(since) - 300,",
+      "start = max(min(since) + 300,", "tests/test_slurm_cluster.py::test_a_failure_purged_from_squeue_is_caught_by_sacct", cluster=True),
+    M("cancel without scancel", "engines/slurm.py", '            result = self.run(["scancel", *[j.job_id for j in jobs]], self.timeout, None)',
+      "            return", "tests/test_slurm_cluster.py::test_a_cancel_file_cancels_the_slurm_job", cluster=True),
+    M("an array is done when one task is", "engines/_slurmparse.py", "    failed = [r for r in final if r.word not in SUCCESS]",
+      "    failed = [r for r in final[:1] if r.word not in SUCCESS]", "tests/test_slurm_cluster.py::test_outcomes_in_slurms_own_words",
+      cluster=True),
+    M("the claim token is not recorded", "jobroot/folders.py", '        token = str(json.loads((job_dir / CLAIM).read_text())["token"])',
+      '        token = ""', "tests/test_slurm_cluster.py::test_kill_right_after_sbatch_returns_never_submits_twice", cluster=True),
+]  # fmt: skip
+
+
+def copy_tree(dest: Path) -> None:
+    ignore = shutil.ignore_patterns(
+        ".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "*.egg-info", "bench"
+    )
+    shutil.copytree(REPO, dest, symlinks=True, ignore=ignore)
+
+
+def run_test(tree: Path, test: str) -> tuple[int, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", test],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    return result.returncode, (result.stdout + result.stderr).strip().splitlines()[-1:][0] if result.stdout else result.stderr
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--cluster", action="store_true", help="also the mutations only the real Slurm cluster catches")
+    p.add_argument("--only", help="only mutations whose name contains this")
+    p.add_argument("--list", action="store_true", help="print the catalogue and exit")
+    args = p.parse_args()
+    chosen = [m for m in CATALOGUE if (args.cluster or not m.cluster) and (not args.only or args.only in m.name)]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}: {m.path} -> {m.test}")
+        return 0
+    survivors = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        copy_tree(tree)
+        for m in chosen:  # every mutation applies to the tree as it is, exactly once
+            count = (tree / m.path).read_text().count(m.old)
+            if count != 1:
+                sys.exit(f"mutation {m.name!r}: its text occurs {count} times in {m.path}; fix the catalogue")
+        baseline = sorted({m.test for m in chosen})
+        for test in baseline:
+            code, said = run_test(tree, test)
+            if code != 0:
+                sys.exit(f"{test} fails on the unchanged tree: {said}")
+        print("| mutation (the promise it breaks) | file | caught by | result |\n| --- | --- | --- | --- |")
+        for m in chosen:
+            target = tree / m.path
+            original = target.read_text()
+            target.write_text(original.replace(m.old, m.new))
+            start = time.monotonic()
+            try:
+                code, said = run_test(tree, m.test)
+            finally:
+                target.write_text(original)
+            result = "caught" if code == 1 else "SURVIVED" if code == 0 else f"broken copy (pytest exit {code}): {said}"
+            survivors += code != 1
+            print(
+                f"| {m.name} | `{m.path}` | `{m.test.split('::')[1]}` | {result} ({time.monotonic() - start:.0f} s) |", flush=True
+            )
+    print(f"\n{len(chosen) - survivors} of {len(chosen)} mutations caught")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
