@@ -113,3 +113,30 @@ def test_a_job_unreported_past_the_grace_period_is_a_problem() -> None:
     (late,) = plan(pending, Observation(), [], "local", 10, now=GRACE + 1)
     assert isinstance(early, Note) and not early.problem
     assert isinstance(late, Note) and late.problem and "for a long time now" in late.message
+
+
+def test_each_launch_of_a_claimed_folder_counts_against_the_batch_limit_and_the_room() -> None:
+    pending = [PendingFolder("a", None), PendingFolder("b", None)]
+    assert typed(plan(pending, Observation(room=3), ready("x", "y"), "local", 10)) == typed(
+        [Launch("a"), Launch("b"), Submit("x")]
+    )
+    assert typed(plan(pending, Observation(room=9), ready("x", "y"), "local", 3)) == typed(
+        [Launch("a"), Launch("b"), Submit("x")]
+    )
+
+
+def test_a_recorded_id_the_engine_found_to_be_wrong_is_replaced() -> None:
+    obs = Observation({"1": Status(State.UNKNOWN)}, found={"a": "7"})
+    assert typed(plan([PendingFolder("a", rec("1"))], obs, [], "local", 10)) == typed([Adopt("a", "7")])
+
+
+def test_folders_the_run_cannot_follow_are_problems_named_with_the_fix() -> None:
+    pending = [PendingFolder("a", rec("1", engine="slurm")), PendingFolder("b", None, problem="unreadable job_submitted.json: x")]
+    other, garbled = plan(pending, Observation(room=5), [], "local", 10)
+    assert typed([other]) == typed([Note("a", "submitted through the slurm engine; run with -e slurm to follow it", True)])
+    assert typed([garbled]) == typed([Note("b", "unreadable job_submitted.json: x; fix or remove it by hand", True)])
+
+
+def test_a_link_in_the_inbox_is_noted_and_never_submitted() -> None:
+    inbox = [InboxFolder("l", "note", "a symbolic link"), *ready("x")]
+    assert typed(plan([], Observation(), inbox, "local", 10)) == typed([Note("l", "a symbolic link"), Submit("x")])
