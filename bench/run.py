@@ -142,7 +142,10 @@ def main() -> int:
 
         # 1. Idle run vs a bare interpreter.
         idle = make_root(base, "idle", "local")
-        installed = shutil.which("reconcile")  # the console script pip installed (measure after `pip install .`)
+        # The console script pip installed beside this interpreter (measure after `pip install .`); not a
+        # version manager's shim on PATH, which would add its own start-up to every run.
+        beside = Path(PY).parent / "reconcile"
+        installed = str(beside) if beside.exists() else shutil.which("reconcile")
         cases: dict[str, Callable[[], float]] = {
             "bare": lambda: timed([PY, "-c", "pass"]),
             "idle": lambda: timed([*RECONCILE, "-r", str(idle)]),

@@ -8,7 +8,7 @@ mid-`sbatch` cannot leave an orphan that submits the job later behind the next r
 # at import, ~10 ms per run (measured); real annotation objects cost nothing.
 
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Sequence, Union
+from typing import Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 from jobroot.engine import CommandFailed, CommandTimeout
 
@@ -20,17 +20,21 @@ class Result(NamedTuple):
     stderr: str
 
 
-Runner = Callable[[Sequence[str], float, Optional[Path]], Result]
+Runner = Callable[[Sequence[str], float, Optional[Path], Optional[Mapping[str, str]]], Result]
 
 
-def run(argv: Sequence[str], timeout: float, cwd: Optional[Path] = None) -> Result:
-    """Run argv; a timeout or a missing binary raises CommandFailed. A non-zero exit is returned, not raised."""
+def run(argv: Sequence[str], timeout: float, cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] = None) -> Result:
+    """Run argv; a timeout or a missing binary raises CommandFailed. A non-zero exit is returned, not raised.
+
+    env: the whole environment of the command (None: this process's own).
+    """
     import subprocess  # here, not at the top: an idle run imports this module but runs nothing (2 ms)
 
     try:
         done = subprocess.run(
             list(argv),
             cwd=cwd,
+            env=env,
             capture_output=True,
             text=True,
             errors="replace",
@@ -39,7 +43,7 @@ def run(argv: Sequence[str], timeout: float, cwd: Optional[Path] = None) -> Resu
             preexec_fn=_death_signal(),
         )
     except subprocess.TimeoutExpired as e:
-        raise CommandTimeout(argv, None, _text(e.stderr), f"no answer within {timeout:g} s") from e
+        raise CommandTimeout(argv, None, _text(e.stderr), f"no answer within {timeout:g} s", _text(e.stdout)) from e
     except OSError as e:
         raise CommandFailed(argv, None, "", f"cannot run: {e.strerror}") from e
     return Result(list(argv), done.returncode, done.stdout, done.stderr)

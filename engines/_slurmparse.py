@@ -9,7 +9,7 @@ tests/slurm/capture.sh). The engine (slurm.py) runs the commands and hands their
 
 import re
 import signal
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import NamedTuple, Optional
 
 from jobroot.engine import State, Status
@@ -19,22 +19,57 @@ SQUEUE_FORMAT = SEP.join(["%i", "%T", "%V", "%k", "%Z"])
 SACCT_FIELDS = "JobID,State,ExitCode,Submit,End,Comment,WorkDir"
 
 SUCCESS = {"COMPLETED"}
-FAILURE = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "REVOKED"}
+# Only these end a job badly. A state not named anywhere here (a newer Slurm's, such as 25.11's
+# EXPEDITING) is taken as still active and logged, never as an ending.
+FAILURE = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 ACTIVE = {
     "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING", "SUSPENDED",
     "RESIZING", "STAGE_OUT", "SIGNALING", "STOPPED", "SPECIAL_EXIT", "RESV_DEL_HOLD",
+    "REVOKED",  # federation: a sibling cluster runs the job; this copy's end is not the job's
 }  # fmt: skip
+KNOWN = SUCCESS | FAILURE | ACTIVE
+
+# sbatch's refusals, judged by the reason Slurm gives: the line before the generic "Batch job submission
+# failed: ..." when there is one (an accounting-policy refusal always ends "job submit limit, user's
+# size and/or time limits"; the line before it names the limit), else the generic line itself.
 TRANSIENT = (
     "unable to contact slurm controller",
     "socket timed out",
     "temporarily unable to accept job",
-    "job submit limit",
-    "maxsubmitjob",
     "resource temporarily unavailable",
     "connection refused",
     "zero bytes were transmitted",
     "communication connection failure",
     "slurm_persist_conn",
+    "required partition not available (inactive or drain)",  # maintenance: it comes back
+    "invalid user id",  # a brief directory-service outage on the controller
+    "maxsubmitjob",  # QOSMaxSubmitJobPerUserLimit, AssocMaxSubmitJobLimit: room comes back as jobs end
+    "maxsubmitjobs",
+)
+PERMANENT = (
+    "invalid partition",
+    "invalid account",
+    "invalid qos",
+    "unrecognized option",
+    "invalid option",
+    "does not look like a batch script",
+    "dos line breaks",
+    "time limit",  # "Requested time limit is invalid (missing or exceeds some limit)"
+    "maxwall",  # QOSMaxWallDurationPerJobLimit, AssocMaxWallDurationPerJobLimit: this job can never run
+    "maxcpu",
+    "maxnode",
+    "maxtres",
+    "minnode",
+    "mintres",
+    "requested node configuration is not available",
+    "invalid generic resource",
+    "invalid feature specification",
+    "memory specification can not be satisfied",
+    "invalid job array specification",
+    "invalid dependency",
+    "job dependency problem",
+    "no such file or directory",
+    "permission denied",
 )
 WHAT = {
     "TIMEOUT": "it reached its time limit",
@@ -80,21 +115,29 @@ def base_id(job_id: str) -> str:
 
 
 def task_count(job_id: str) -> int:
-    """How many jobs one line stands for: `123_[1,3,5-9%2]` is 7, anything else 1."""
+    """How many jobs one line stands for: `123_[1,3,5-9%2]` is 7, `123_[4-98:2%1]` 48, anything else 1.
+
+    A remainder cut short (`123_[1-3,7...`) counts what it still shows.
+    """
     m = re.search(r"_\[([^\]%]*)", job_id)
     if not m:
         return 1
     total = 0
     for part in m.group(1).split(","):
-        lo, _, hi = part.partition("-")
+        if not part or part.endswith("..."):  # cut short: what it stood for is not shown
+            continue
+        span, _, step = part.partition(":")
+        lo, _, hi = span.partition("-")
         try:
-            total += int(hi) - int(lo) + 1 if hi else 1
+            total += (int(hi) - int(lo)) // int(step or 1) + 1 if hi else 1
         except ValueError:
             total += 1
     return max(total, 1)
 
 
-_ROW_START = re.compile(r"\d+[_+\[\]\d%,\-]*" + SEP)
+# A row starts with a job id and the separator: 123, 123_4, 123+1, 123_[4-98:2%1], or such a
+# remainder cut short by sacct (`123_[1,3,5-...`).
+_ROW_START = re.compile(r"\d+(?:[_+][\d\[\]%,:.\-]*)?" + SEP)
 
 
 def parse_rows(text: str, squeue: bool) -> list[Row]:
@@ -132,16 +175,40 @@ def parse_rows(text: str, squeue: bool) -> list[Row]:
 
 
 def _time(text: str) -> Optional[float]:
-    """Slurm prints times as local ISO without zone; `Unknown`/`None` when unset."""
+    """Slurm's times in ISO form without a zone, printed in UTC (the engine runs the commands with TZ=UTC,
+    so no local-time guessing and no DST hour); `Unknown`/`None` when unset."""
     try:
-        return datetime.fromisoformat(text.strip()).timestamp()
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
         return None
 
 
+def refusal_reason(message: str) -> str:
+    """The reason sbatch gives: the line before the generic "Batch job submission failed", or that line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "batch job submission failed" in line.lower():
+            before = lines[i - 1] if i else ""
+            if before.lower().startswith("sbatch: error:") and "batch job submission failed" not in before.lower():
+                return before
+            return line
+    return lines[0] if lines else ""
+
+
+def classify_refusal(message: str) -> str:
+    """ "transient", "permanent", or "unknown" (a reason in neither table), judged by the reason Slurm gives."""
+    reason = refusal_reason(message).lower()
+    if "violates accounting/qos policy" in reason:
+        return "unknown"  # the generic policy line alone does not say which limit: submit count or size
+    if any(t in reason for t in TRANSIENT):
+        return "transient"
+    if any(p in reason for p in PERMANENT):
+        return "permanent"
+    return "unknown"
+
+
 def is_transient(message: str) -> bool:
-    low = message.lower()
-    return any(t in low for t in TRANSIENT)
+    return classify_refusal(message) == "transient"
 
 
 def exit_text(code: str) -> str:
@@ -166,25 +233,32 @@ def describe_failure(row: Row) -> str:
     return f"{word} with {exit_text(row.exit_code)}" if row.exit_code else word
 
 
+def is_active(word: str) -> bool:
+    """Still queued or running, or a state this code does not know (never read as an ending)."""
+    return word not in SUCCESS and word not in FAILURE
+
+
 def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accounting: bool = True) -> Status:
     """The state of one submission from its squeue rows and its sacct rows (None: sacct not answered).
 
     With accounting off, the controller's final states (kept for MinJobAge) are all there is.
 
     Success is judged from the state, never from the exit code alone; a job nobody reports is
-    UNKNOWN, never finished.
+    UNKNOWN, never finished. An array is judged only once the accounting accounts for its tasks:
+    slurmctld forgets each finished task on its own, so squeue alone never proves the whole array done.
     """
-    if any(r.word in ACTIVE for r in queued):
+    if any(is_active(r.word) for r in queued):
         return Status(State.ACTIVE, phase="queued" if all(r.word == "PENDING" for r in queued) else "running")
     # slurmdbd can store the final state a moment before the exit code and end time: not final yet.
     final = [r for r in accounted or [] if r.word in SUCCESS | FAILURE and r.end is not None]
     if accounted and len(final) < len(accounted):
         return Status(State.ACTIVE) if queued else Status(State.UNKNOWN)  # accounting has not heard the end yet
+    array = any("_" in r.job_id for r in queued + (accounted or []))
     if queued and {r.job_id for r in queued} - {r.job_id for r in final}:
-        if all(r.word in SUCCESS for r in queued):
+        if all(r.word in SUCCESS for r in queued) and not (array and accounting):
             return Status(State.DONE)  # the controller says so; no exit code is needed for a success
         if accounting:
-            return Status(State.ACTIVE)  # failed: wait for sacct's exit code (it lags, or slurmdbd is down)
+            return Status(State.ACTIVE)  # wait for sacct: its exit code, or every task of the array
         final = queued
     if not final:
         return Status(State.UNKNOWN)
@@ -193,12 +267,21 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
         return Status(State.DONE)
     source = "sacct" if final is not queued else "squeue"
     lines = "\n".join(f"{source}: {r.line.replace(SEP, ' | ')}" for r in final)
-    if len(final) == 1:
+    if len(final) == 1 and not array:
         head = f"Slurm reports job {final[0].job_id} {describe_failure(failed[0])}."
     else:
-        shown = ", ".join(f"{r.job_id} {describe_failure(r)}" for r in failed)
-        head = f"Slurm reports {len(failed)} of {len(final)} tasks of job {job_id} failed: {shown}."
+        total, bad = sum(task_count(r.job_id) for r in final), sum(task_count(r.job_id) for r in failed)
+        shown = ", ".join(f"{r.job_id} {describe_failure(r)}" + _never_ran(r) for r in failed)
+        head = f"Slurm reports {bad} of {total} tasks of job {job_id} failed: {shown}."
     return Status(State.FAILED, f"{head}\n{lines}")
+
+
+def _never_ran(row: Row) -> str:
+    """For an array's remainder row (`123_[4-98:2%1]`): its tasks ended before they started."""
+    if "[" not in row.job_id:
+        return ""
+    n = task_count(row.job_id)
+    return f" ({n} tasks that never started)" if n > 1 else " (a task that never started)"
 
 
 def parse_lookback(text: str, now: float) -> float:

@@ -12,9 +12,9 @@ import os
 import pwd
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from jobroot import folders as fs
 from jobroot.config import positive, seconds
@@ -31,13 +31,14 @@ from jobroot.engine import (
 )
 from jobroot.engines._process import Runner, run
 from jobroot.engines._slurmparse import (
-    ACTIVE,
+    KNOWN,
     SACCT_FIELDS,
     SEP,
     SQUEUE_FORMAT,
     Row,
+    classify_refusal,
     decide,
-    is_transient,
+    is_active,
     parse_lookback,
     parse_rows,
     parse_sbatch_id,
@@ -47,15 +48,48 @@ from jobroot.folders import Submitted
 
 TIMEOUT = 60.0  # seconds for any one command; sbatch against a dead controller gives up after ~9 s
 CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and slurmctld
+REFUSAL_TRIES = 3  # an sbatch refusal in neither table is tried this many times (across runs), then final
+REUSED_ID = 7 * 86400.0  # sacct rows submitted this long before a job's record belong to an older job with its id
+
+# What a sweep inherits must not change what Slurm's commands print or what sbatch submits: these
+# variables (SLURM_TIME_FORMAT, SBATCH_PARTITION, SQUEUE_ACCOUNT, an scrontab job's own SLURM_*, ...) are
+# never passed on. SLURM_CONF stays: it says where the cluster's configuration is.
+_DROPPED = ("SLURM_", "SBATCH_", "SQUEUE_", "SACCT_", "SCANCEL_", "SALLOC_", "SRUN_", "SINFO_", "SCONTROL_")
+_KEPT = ("SLURM_CONF",)
+# Short spellings of the options a site default may name, for telling whether job.sh sets one itself.
+_SHORT = {"account": "A", "partition": "p", "qos": "q", "time": "t", "job-name": "J", "nodes": "N",
+          "ntasks": "n", "cpus-per-task": "c", "output": "o", "error": "e", "constraint": "C",
+          "dependency": "d", "clusters": "M", "array": "a", "chdir": "D"}  # fmt: skip
+
+
+def command_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment every Slurm command runs with: the sweep's own, less what steers Slurm."""
+    return {k: v for k, v in environ.items() if k in _KEPT or not k.startswith(_DROPPED)}
 
 
 def user_sets(script: Path, option: str) -> bool:
-    """Does job.sh set `#SBATCH --option` itself (which a command-line option would override)?"""
+    """Does job.sh set `#SBATCH --option` (or its short form) itself, which a command-line option would override?"""
     try:
         text = script.read_text(errors="replace")
     except OSError:
         return False
-    return re.search(rf"^#SBATCH\s+--{option}\b", text, re.MULTILINE) is not None
+    short = rf"|-{_SHORT[option]}" if option in _SHORT else ""
+    return re.search(rf"^#SBATCH\s+(--{re.escape(option)}\b{short}(?![\w-]))", text, re.MULTILINE) is not None
+
+
+def _sbatch_defaults(text: str) -> str:
+    """--sbatch-defaults as given: sbatch long options, each `--name=value` or `--flag`."""
+    import argparse
+    import shlex
+
+    try:
+        words = shlex.split(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--sbatch-defaults: {e}") from None
+    bad = [w for w in words if not re.fullmatch(r"--[a-z][a-z-]*(=.*)?", w, re.DOTALL)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--sbatch-defaults: give long options such as --account=lab, not {bad[0]!r}")
+    return text
 
 
 # ---------------------------------------------------------------- the engine
@@ -80,6 +114,13 @@ class SlurmEngine:
         Setting(
             "command_timeout", seconds, TIMEOUT, "SECONDS", "give up on any batch-system command after this long (default 60)"
         ),
+        Setting(
+            "sbatch_defaults",
+            _sbatch_defaults,
+            "",
+            "'OPTIONS'",
+            "sbatch options for every job whose job.sh does not set them, e.g. '--account=lab --partition=short'",
+        ),
     )
 
     def __init__(
@@ -87,8 +128,10 @@ class SlurmEngine:
         max_queued: Optional[int] = None,
         lookback: str = "7d",
         command_timeout: float = TIMEOUT,
+        sbatch_defaults: str = "",
         runner: Runner = run,
         user: Optional[str] = None,
+        environ: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.max_queued = max_queued
         self.timeout = command_timeout
@@ -96,34 +139,59 @@ class SlurmEngine:
         parse_lookback(lookback, time.time())  # a bad value is a usage error now, not a failed run later
         self.run = runner
         self.user = user or pwd.getpwuid(os.getuid()).pw_name
+        import shlex
+
+        self.defaults = shlex.split(sbatch_defaults)  # checked by _sbatch_defaults when given or recorded
+        # sbatch gets the sweep's environment less Slurm's variables, and passes it to the job (--export
+        # is left at its default, ALL). Queries print times in UTC, in the standard form.
+        self.env = command_env(os.environ if environ is None else environ)
+        self.query_env = {**self.env, "SLURM_TIME_FORMAT": "standard", "TZ": "UTC"}
 
     def submit(self, job_dir: Path) -> str:
         import secrets  # only submissions need it (3 ms of imports)
 
+        script = job_dir / "job.sh"
+        refusals = _earlier_refusals(job_dir)
         # The token goes in --comment so the next run can find this job if its id is never recorded (or
         # is garbled); a comment the user set is kept, and then there is no token ("").
-        token = "" if user_sets(job_dir / "job.sh", "comment") else f"jobroot-{secrets.token_hex(8)}"
-        fs.write_atomic(job_dir / fs.CLAIM, json.dumps({"token": token, "claimed": time.time()}) + "\n")
-        argv = ["sbatch", "--parsable", *([f"--comment={token}"] if token else []), "job.sh"]
+        token = "" if user_sets(script, "comment") else f"jobroot-{secrets.token_hex(8)}"
+        claimed = time.time()
+        _write_claim(job_dir, token, claimed, refusals)
+        defaults = [d for d in self.defaults if not user_sets(script, d[2:].split("=", 1)[0])]
+        argv = ["sbatch", "--parsable", *defaults, *([f"--comment={token}"] if token else []), "job.sh"]
         try:
-            result = self.run(argv, self.timeout, job_dir)
+            result = self.run(argv, self.timeout, job_dir, self.env)
         except CommandTimeout as e:
+            job_id = parse_sbatch_id(e.stdout)
+            if job_id:
+                return job_id  # created; sbatch was still waiting for the job to end (#SBATCH --wait)
             raise SubmitUnknown(str(e)) from e
         except CommandFailed as e:
             _forget_claim(job_dir)
             raise SubmitRefused(str(e), permanent=False) from e
-        job_id = parse_sbatch_id(result.stdout) if result.returncode == 0 else None
+        # An id printed means a job was created, whatever the exit status: with #SBATCH --wait, sbatch
+        # waits for the job and exits with the job's own status.
+        job_id = parse_sbatch_id(result.stdout)
         if job_id:
             return job_id
         if result.returncode == 0:
             raise SubmitUnknown(f"sbatch exited 0 but printed no job id: {result.stdout.strip()!r}")
         message = result.stderr.strip() or result.stdout.strip() or f"sbatch exited with {result.returncode}"
-        permanent = not is_transient(message)
-        if permanent:
+        kind = classify_refusal(message)
+        if kind == "unknown":
+            refusals.append(message)
+            if len(refusals) >= REFUSAL_TRIES:
+                kind = "permanent"
+                attempts = "\n".join(f"attempt {i}: {m}" for i, m in enumerate(refusals, 1))
+                message = f"sbatch refused it {len(refusals)} times, for a reason not known to be passing:\n{attempts}"
+            else:
+                _write_claim(job_dir, token, claimed, refusals)
+                message += f" (a refusal not known to be passing or final: attempt {len(refusals)} of {REFUSAL_TRIES})"
+        if kind == "permanent":
             _forget_claim(job_dir)  # refused on its merits: nothing was created
         # A transient error may come after slurmctld created the job (a lost answer): the claim stays,
         # and the next run adopts the job by its token, or submits again once the grace period is over.
-        raise SubmitRefused(message, permanent=permanent)
+        raise SubmitRefused(message, permanent=kind == "permanent")
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         if not jobs and not claimed and self.max_queued is None:
@@ -137,16 +205,16 @@ class SlurmEngine:
         need_sacct = [
             j
             for j in jobs
-            if _foreign(j, by_base.get(j.job_id, []), None) or not any(r.word in ACTIVE for r in by_base.get(j.job_id, []))
+            if _foreign(j, by_base.get(j.job_id, []), None) or not any(is_active(r.word) for r in by_base.get(j.job_id, []))
         ]
-        searching = [p for p, c in claims.items() if c and not _match(p, c, queued)]
+        searching = [p for p, c in claims.items() if c and _match(p, c, queued) is None]
         accounted: Optional[list[Row]] = None  # None: sacct not asked, or it failed
         accounting = True
         notes: list[str] = []
         problems: list[str] = []
         if (need_sacct or searching) and not quick:
             try:
-                accounted = self._query(self._sacct_argv(jobs, claims, now), False)
+                accounted = self._query(self._sacct_argv(need_sacct, jobs, claims, bool(searching), now), False)
             except EngineError as e:
                 if "accounting storage is disabled" in str(e).lower():
                     accounting = False  # accounted stays None: nothing absent from squeue is ruled out
@@ -154,8 +222,17 @@ class SlurmEngine:
                 else:
                     problems.append(f"sacct failed; jobs that left the queue wait for it: {e}")
         account_by_base = _group(accounted or [])
+        for job in jobs:  # an id Slurm reused long after this job: its rows are another job's
+            if job.job_id in account_by_base:
+                account_by_base[job.job_id] = [
+                    r for r in account_by_base[job.job_id] if (r.submit or 0) >= job.submitted - REUSED_ID
+                ]
+        strange = sorted({r.word for r in queued + (accounted or []) if r.word not in KNOWN})
+        if strange:
+            notes.append(f"Slurm states not known to this version, taken as still active: {', '.join(strange)}")
         statuses = {}
         found: dict[str, str] = {}
+        since: dict[str, float] = {}  # folder name -> Slurm's own submit time of the job found for it
         unsure: set[str] = set()
         recorded = {j.job_id for j in jobs}
         for job in jobs:
@@ -170,7 +247,8 @@ class SlurmEngine:
                 others = [r for r in queued + (accounted or []) if r.base not in recorded]
                 right = _match(Path(job.path), (job.token, job.submitted), others)
                 if right:
-                    found[os.path.basename(job.path)] = right
+                    found[os.path.basename(job.path)] = right.base
+                    since[os.path.basename(job.path)] = right.submit or job.submitted
                 elif foreign:
                     problems.append(
                         f"{os.path.basename(job.path)}: recorded job {job.job_id} is not this folder's job; looking for it"
@@ -185,7 +263,8 @@ class SlurmEngine:
                 continue  # killed before anything was sent to Slurm: submit it
             match = _match(path, claim, [r for r in queued + (accounted or []) if r.base not in recorded])
             if match:
-                found[path.name] = match
+                found[path.name] = match.base
+                since[path.name] = match.submit or claim[1]  # not now: the sacct window starts from it
             elif accounted is None or now - claim[1] < self.timeout + 30:
                 unsure.add(path.name)  # cannot rule a submission out yet
                 if not accounting and now - claim[1] >= self.timeout + 30:
@@ -195,29 +274,45 @@ class SlurmEngine:
                     )
         room = None
         if self.max_queued is not None:
-            room = self.max_queued - sum(task_count(r.job_id) for r in queued if r.word in ACTIVE)
-        return Observation(statuses, found, frozenset(unsure), room, tuple(notes), tuple(problems))
+            room = self.max_queued - sum(task_count(r.job_id) for r in queued if is_active(r.word))
+        return Observation(statuses, found, frozenset(unsure), room, tuple(notes), tuple(problems), since)
 
     def cancel(self, jobs: Sequence[Submitted]) -> None:
         if jobs:
-            result = self.run(["scancel", *[j.job_id for j in jobs]], self.timeout, None)
+            result = self.run(["scancel", *[j.job_id for j in jobs]], self.timeout, None, self.env)
             if result.returncode != 0:
                 raise CommandFailed(result.argv, result.returncode, result.stderr)
 
-    def _sacct_argv(self, jobs: Sequence[Submitted], claims: dict[Path, Optional[tuple[str, float]]], now: float) -> list[str]:
-        """One sacct over every job of this user since the oldest pending submission, bounded by --lookback."""
+    def _sacct_argv(
+        self,
+        ended: Sequence[Submitted],
+        jobs: Sequence[Submitted],
+        claims: dict[Path, Optional[tuple[str, float]]],
+        searching: bool,
+        now: float,
+    ) -> list[str]:
+        """One sacct: the recorded ids that left the queue, by id; or, while a claim without an id is being
+        searched for, every job of this user since the oldest pending submission, bounded by --lookback.
+
+        By id, sacct finds a job however it ended, also one that was never eligible to start (held, a
+        future --begin, an unmet dependency) and was cancelled: a time window never shows those.
+        """
+        argv = ["sacct", "-X", "--noheader", "--parsable2", f"--delimiter={SEP}", f"--format={SACCT_FIELDS}"]
+        if not searching:
+            return [*argv, f"--jobs={','.join(sorted({j.job_id for j in ended}, key=int))}"]
         since = [j.submitted for j in jobs] + [c[1] for c in claims.values() if c]
         start = max(min(since) - 300, parse_lookback(self.lookback, now))
-        return [
-            "sacct", "-X", "--noheader", "--parsable2", f"--delimiter={SEP}", f"--user={self.user}",
-            f"--starttime={datetime.fromtimestamp(start).strftime('%Y-%m-%dT%H:%M:%S')}", "--endtime=now",
-            f"--format={SACCT_FIELDS}",
-        ]  # fmt: skip
+        when = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")  # read in UTC (query_env)
+        return [*argv, f"--user={self.user}", f"--starttime={when}", "--endtime=now"]
 
     def _query(self, argv: list[str], squeue: bool) -> list[Row]:
-        result = self.run(argv, self.timeout, None)
+        result = self.run(argv, self.timeout, None, self.query_env)
         if result.returncode != 0:
             raise CommandFailed(argv, result.returncode, result.stderr)
+        # Slurm before 23.11.4 could print an error and still exit 0 (Slurm bug 18410): no rows then
+        # would read as "nothing to report", which could submit a claimed job twice.
+        if re.search(r"^\S+: error:", result.stderr, re.MULTILINE):
+            raise CommandFailed(argv, 0, result.stderr, "an error with exit code 0")
         try:
             return parse_rows(result.stdout, squeue)
         except ValueError as e:
@@ -261,6 +356,20 @@ def _read_claim(path: Path) -> Optional[tuple[str, float]]:
         return None
 
 
+def _write_claim(job_dir: Path, token: str, claimed: float, refusals: list[str]) -> None:
+    record = {"token": token, "claimed": claimed, **({"refusals": refusals} if refusals else {})}
+    fs.write_atomic(job_dir / fs.CLAIM, json.dumps(record) + "\n")
+
+
+def _earlier_refusals(job_dir: Path) -> list[str]:
+    """The words of earlier unrecognised refusals of this folder, kept in its claim across runs."""
+    try:
+        refusals = json.loads((job_dir / fs.CLAIM).read_text()).get("refusals", [])
+        return [str(r) for r in refusals] if isinstance(refusals, list) else []
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def _forget_claim(job_dir: Path) -> None:
     try:
         os.unlink(job_dir / fs.CLAIM)  # sbatch certainly submitted nothing
@@ -268,14 +377,14 @@ def _forget_claim(job_dir: Path) -> None:
         pass
 
 
-def _match(path: Path, claim: tuple[str, float], rows: list[Row]) -> Optional[str]:
+def _match(path: Path, claim: tuple[str, float], rows: list[Row]) -> Optional[Row]:
     """The job submitted for this claim: by the token in its comment, else by work directory and time."""
     token, claimed = claim
     for r in rows:
         if token and r.comment == token:
-            return r.base
+            return r
     dirs = {str(path), os.path.realpath(path)}
     for r in rows:
         if r.workdir in dirs and (r.submit or 0) >= claimed - CLAIM_SLACK and (r.end is None or r.end >= claimed - CLAIM_SLACK):
-            return r.base
+            return r
     return None

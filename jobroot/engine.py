@@ -38,6 +38,8 @@ class Observation(NamedTuple):
         and for recorded folders whose recorded id turned out to be another job's (the right id).
     unsure: names of claimed folders whose submission cannot yet be ruled in or out: leave them alone.
     room: how many more jobs the engine takes now (free slots, queue limit); None for no limit.
+    submitted: folder name -> when the batch system says it received the job found for it (for the
+        record of an adopted job: a time from after the submission would move the engine's search past it).
     """
 
     statuses: Mapping[str, Status] = MappingProxyType({})
@@ -46,6 +48,7 @@ class Observation(NamedTuple):
     room: Optional[int] = None
     notes: tuple[str, ...] = ()  # for the log
     problems: tuple[str, ...] = ()  # for the log and stderr: a person should look
+    submitted: Mapping[str, float] = MappingProxyType({})
 
 
 class EngineError(Exception):
@@ -53,10 +56,11 @@ class EngineError(Exception):
 
 
 class CommandFailed(EngineError):
-    def __init__(self, argv: Sequence[str], returncode: Optional[int], stderr: str, why: str = "") -> None:
+    def __init__(self, argv: Sequence[str], returncode: Optional[int], stderr: str, why: str = "", stdout: str = "") -> None:
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr.strip()
+        self.stdout = stdout  # what it printed before it failed (a timed-out sbatch may have printed its id)
         what = why or (f"exit code {returncode}" if returncode is not None else "no exit code")
         super().__init__(f"{' '.join(self.argv)}: {what}: {self.stderr or '(no error output)'}")
 

@@ -82,6 +82,7 @@ class Launch(NamedTuple):  # a claimed pending folder that was never started
 class Adopt(NamedTuple):  # a claimed pending folder the engine did start: record its id
     name: str
     job_id: str
+    submitted: Optional[float] = None  # when the batch system received it, if it says
 
     def to(self, actor: Actor) -> None:
         actor.adopt(self)
@@ -155,7 +156,7 @@ def plan(
             actions.append(Note(p.name, f"{p.problem}; fix or remove it by hand", problem=True))
         elif p.record is None:
             if p.name in obs.found:
-                actions.append(Adopt(p.name, obs.found[p.name]))
+                actions.append(Adopt(p.name, obs.found[p.name], obs.submitted.get(p.name)))
             elif p.name in obs.unsure:
                 pass
             elif p.cancel:
@@ -172,7 +173,7 @@ def plan(
                 )
             )
         elif p.name in obs.found:  # the recorded id was another job's: record the right one
-            actions.append(Adopt(p.name, obs.found[p.name]))
+            actions.append(Adopt(p.name, obs.found[p.name], obs.submitted.get(p.name)))
         else:
             status = obs.statuses.get(p.record.job_id)
             if p.cancel and status is not None and status.state is State.ACTIVE:

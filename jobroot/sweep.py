@@ -145,7 +145,8 @@ class Sweep:
         fs.crash_point("recorded")
 
     def adopt(self, a: Adopt) -> None:
-        self.started[a.name] = fs.write_record(self.root / fs.PENDING / a.name, self.engine.name, a.job_id, time.time())
+        submitted = a.submitted if a.submitted is not None else time.time()
+        self.started[a.name] = fs.write_record(self.root / fs.PENDING / a.name, self.engine.name, a.job_id, submitted)
         fs.crash_point("adopted")
         self.log.info(f"{show(a.name)}: found running as {self.engine.name} job {a.job_id}; recorded")
 

@@ -6,9 +6,10 @@ run costs, and what the engine makes of each kind of answer.
 
 from __future__ import annotations
 
+import calendar
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pytest
 
@@ -25,10 +26,12 @@ class FakeRunner:
     def __init__(self, **answers: Result | Exception) -> None:
         self.answers = answers
         self.calls: list[list[str]] = []
+        self.envs: list[dict[str, str] | None] = []
 
-    def __call__(self, argv: Sequence[str], timeout: float, cwd: Path | None) -> Result:
+    def __call__(self, argv: Sequence[str], timeout: float, cwd: Path | None, env: Mapping[str, str] | None = None) -> Result:
         assert timeout > 0, "every scheduler command needs a timeout"
         self.calls.append(list(argv))
+        self.envs.append(dict(env) if env is not None else None)
         answer = self.answers[argv[0]]
         if isinstance(answer, Exception):
             raise answer
@@ -80,7 +83,9 @@ def test_one_squeue_and_one_sacct_however_many_have_ended(tmp_path: Path, pendin
     assert obs.statuses["1"].state is State.FAILED and "exit code 3" in obs.statuses["1"].reason
     assert pending == 1 or obs.statuses["2"].state is State.DONE
     sacct = runner.calls[1]
-    assert "-X" in sacct and any(a.startswith("--starttime=") for a in sacct) and f"--delimiter={SEP}" in sacct
+    # By id: a job found however it ended, even one never eligible to start (a window search misses those).
+    assert "-X" in sacct and f"--delimiter={SEP}" in sacct and not any(a.startswith("--starttime=") for a in sacct)
+    assert f"--jobs={','.join(str(i) for i in range(1, pending + 1))}" in sacct
 
 
 def test_a_job_nobody_reports_is_unknown_and_a_failed_sacct_is_a_problem(tmp_path: Path) -> None:
@@ -198,11 +203,11 @@ def test_a_claimed_folder_found_nowhere_waits_out_the_grace_period_then_is_submi
 def test_lookback_bounds_sacct_and_bad_values_are_refused(tmp_path: Path) -> None:
     runner = FakeRunner(squeue=ok(""), sacct=ok(""))
     old = [Submitted("slurm", "1", time.time() - 30 * 86400, tmp_path)]
-    SlurmEngine(lookback="2d", runner=runner).observe(old, [])
+    SlurmEngine(lookback="2d", runner=runner).observe(old, [claimed_folder(tmp_path, "c", 60)])  # a claim: a window search
     start = next(a for a in runner.calls[1] if a.startswith("--starttime="))
     from datetime import datetime
 
-    age = time.time() - datetime.fromisoformat(start.split("=", 1)[1]).timestamp()
+    age = time.time() - datetime.fromisoformat(start.split("=", 1)[1] + "+00:00").timestamp()
     assert 2 * 86400 - 120 < age < 2 * 86400 + 120
     with pytest.raises(ValueError, match="lookback"):
         SlurmEngine(lookback="yesterday-ish")
@@ -262,18 +267,18 @@ def test_a_failed_sacct_never_lets_a_claim_be_submitted_again(tmp_path: Path) ->
 
 
 def sacct_start(runner: FakeRunner) -> float:
-    from datetime import datetime
+    from datetime import datetime, timezone
 
     (argv,) = [c for c in runner.calls if c[0] == "sacct"]
     (start,) = [a.split("=", 1)[1] for a in argv if a.startswith("--starttime=")]
-    return datetime.strptime(start, "%Y-%m-%dT%H:%M:%S").timestamp()
+    return datetime.strptime(start, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()  # sacct runs with TZ=UTC
 
 
 def test_the_sacct_window_starts_before_the_oldest_submission(tmp_path: Path) -> None:
     now = time.time()
     ended = [Submitted("slurm", "1", now - 100, tmp_path / "1"), Submitted("slurm", "2", now - 5000, tmp_path / "2")]
     runner = FakeRunner(squeue=ok(""), sacct=ok(""))
-    SlurmEngine(runner=runner).observe(ended, [])
+    SlurmEngine(runner=runner).observe(ended, [claimed_folder(tmp_path, "c", 60)])  # a claim to search: a window
     assert now - 5000 - 300 - 1 <= sacct_start(runner) <= now - 5000 - 300
 
 
@@ -285,7 +290,7 @@ def test_lookback_bounds_the_sacct_window(tmp_path: Path, lookback: str, expecte
     now = time.time()
     ancient = [Submitted("slurm", "1", now - 400 * 86400, tmp_path / "1")]  # a year-old record: sacct must not scan a year
     runner = FakeRunner(squeue=ok(""), sacct=ok(""))
-    SlurmEngine(runner=runner, lookback=lookback).observe(ancient, [])
+    SlurmEngine(runner=runner, lookback=lookback).observe(ancient, [claimed_folder(tmp_path, "c", 60)])
     assert expected(now) - 1 <= sacct_start(runner) <= expected(now) + 1
 
 
@@ -296,3 +301,144 @@ def test_a_failed_scancel_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="Unable to contact"):
         SlurmEngine(runner=runner).cancel(jobs(1, tmp_path))
     assert runner.count("scancel") == 1
+
+
+# ---------------------------------------------------------------- Slurm as real clusters run it
+
+STEERING = {
+    "SLURM_TIME_FORMAT": "relative",  # squeue/sacct would print "Tomorr 10:00": ended jobs never collected
+    "SBATCH_PARTITION": "nope",  # sbatch would apply it over the job's own #SBATCH lines
+    "SQUEUE_ACCOUNT": "someone-else",  # squeue would filter: jobs look lost, --max-queued undercounts
+    "SACCT_FEDERATION": "1",
+    "SLURM_MEM_PER_CPU": "100",  # an scrontab sweep's own allocation, leaking into every job
+    "SLURM_JOB_ID": "999",
+}
+
+
+def test_slurm_commands_run_with_an_environment_the_reconciler_controls(tmp_path: Path) -> None:
+    environ = {
+        **STEERING,
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/home/u",
+        "SLURM_CONF": "/etc/slurm/site.conf",
+        "TZ": "Europe/Berlin",
+    }
+    runner = FakeRunner(sbatch=ok("42\n"), squeue=ok(""), sacct=ok(""), scancel=ok())
+    engine = SlurmEngine(runner=runner, environ=environ)
+    engine.submit(make_job(tmp_path))
+    engine.observe(jobs(1, tmp_path), [])
+    engine.cancel(jobs(1, tmp_path))
+    by_command = dict(zip((c[0] for c in runner.calls), runner.envs))
+    kept = {"PATH": "/usr/bin:/bin", "HOME": "/home/u", "SLURM_CONF": "/etc/slurm/site.conf"}
+    # sbatch passes its environment to the job: the sweep's own, less what steers Slurm, and its TZ untouched.
+    assert by_command["sbatch"] == {**kept, "TZ": "Europe/Berlin"} == by_command["scancel"]
+    # Queries print times in one fixed, unambiguous form: the standard one, in UTC.
+    for query in ("squeue", "sacct"):
+        assert by_command[query] == {**kept, "TZ": "UTC", "SLURM_TIME_FORMAT": "standard"}, query
+
+
+def test_times_are_read_as_utc() -> None:
+    from jobroot.engines._slurmparse import parse_rows
+
+    (row,) = parse_rows(sacct_line("5", "COMPLETED") + "\n", False)
+    assert row.submit == calendar.timegm((2026, 11, 24, 14, 2, 10))  # UTC, whatever this machine's zone
+
+
+def test_an_error_on_stderr_with_exit_0_is_a_failed_query(tmp_path: Path) -> None:
+    # Slurm before 23.11.4 could exit 0 after an error (bug 18410): never "no rows" (a claim would be resubmitted).
+    d = claimed_folder(tmp_path, "old-claim", 3600)
+    runner = FakeRunner(squeue=ok(""), sacct=ok("", "sacct: error: Problem talking to the database: Connection refused", rc=0))
+    obs = SlurmEngine(runner=runner).observe([], [d])
+    assert obs.unsure == {"old-claim"} and len(obs.problems) == 1 and "exit code 0" in obs.problems[0]
+
+
+@pytest.mark.parametrize("state", ["EXPEDITING", "REVOKED"])
+def test_a_state_this_code_does_not_know_is_active_and_logged_never_an_ending(tmp_path: Path, state: str) -> None:
+    for sacct in (ok("", "sacct: error: Slurm accounting storage is disabled", 1), ok("")):  # accounting off, then on
+        runner = FakeRunner(squeue=ok(squeue_line("1", state) + "\n"), sacct=sacct)
+        obs = SlurmEngine(runner=runner).observe(jobs(1, tmp_path), [])
+        assert obs.statuses["1"].state is State.ACTIVE
+    assert any(state in note for note in obs.notes) or state == "REVOKED"
+
+
+@pytest.mark.parametrize("answer", [ok("42\n", "", 3), CommandTimeout(["sbatch"], None, "", "no answer", "42\n")])
+def test_sbatch_wait_never_turns_a_job_that_ran_into_a_refusal(tmp_path: Path, answer: Result | Exception) -> None:
+    # #SBATCH --wait: sbatch prints the id, waits for the job, and exits with the job's status (3), or is timed out.
+    job = make_job(tmp_path, "#!/bin/bash\n#SBATCH --wait\nexit 3\n")
+    assert SlurmEngine(runner=FakeRunner(sbatch=answer)).submit(job) == "42"
+
+
+POLICY = (
+    "sbatch: error: Batch job submission failed: "
+    "Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)"
+)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "kind"),
+    [
+        (f"sbatch: error: QOSMaxWallDurationPerJobLimit\n{POLICY}", "permanent"),  # over the QOS wall time: can never run
+        (f"sbatch: error: QOSMaxSubmitJobPerUserLimit\n{POLICY}", "transient"),
+        (f"sbatch: error: AssocMaxSubmitJobLimit\n{POLICY}", "transient"),
+        ("sbatch: error: Batch job submission failed: Required partition not available (inactive or drain)", "transient"),
+        ("sbatch: error: Batch job submission failed: Invalid user id", "transient"),
+        (
+            "sbatch: error: invalid partition specified: nope\n"
+            "sbatch: error: Batch job submission failed: Invalid partition name specified",
+            "permanent",
+        ),  # fmt: skip
+        (
+            "sbatch: error: Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)",
+            "permanent",
+        ),
+        (POLICY, "unknown"),  # the generic line alone does not say which limit
+        ("sbatch: error: Batch job submission failed: Something only a newer Slurm says", "unknown"),
+    ],
+)
+def test_refusals_are_judged_by_the_reason_slurm_gives(stderr: str, kind: str) -> None:
+    from jobroot.engines._slurmparse import classify_refusal
+
+    assert classify_refusal(stderr) == kind
+
+
+def test_an_unrecognised_refusal_is_tried_a_bounded_number_of_times_then_final_with_every_attempts_words(tmp_path: Path) -> None:
+    from jobroot.engines.slurm import REFUSAL_TRIES
+
+    job = make_job(tmp_path)
+    for attempt in range(1, REFUSAL_TRIES + 1):
+        words = f"sbatch: error: Batch job submission failed: Something new, take {attempt}"
+        with pytest.raises(SubmitRefused) as refused:
+            SlurmEngine(runner=FakeRunner(sbatch=ok("", words, 1))).submit(job)
+        if attempt < REFUSAL_TRIES:
+            assert not refused.value.permanent and f"attempt {attempt} of {REFUSAL_TRIES}" in str(refused.value)
+            assert (job / fs.CLAIM).exists()  # the count lives in the claim, across runs
+    assert refused.value.permanent and not (job / fs.CLAIM).exists()
+    said = str(refused.value)
+    assert all(f"attempt {i}: sbatch: error: Batch job submission failed: Something new, take {i}" in said for i in (1, 2, 3))
+
+
+def test_site_defaults_apply_only_where_job_sh_does_not_set_the_option(tmp_path: Path) -> None:
+    runner = FakeRunner(sbatch=ok("42\n"))
+    engine = SlurmEngine(runner=runner, sbatch_defaults="--account=lab --partition=short --exclusive")
+    engine.submit(make_job(tmp_path, "#!/bin/bash\n#SBATCH -A mine\n#SBATCH --partition=gpu\ntrue\n"))
+    argv = runner.calls[0]
+    assert "--exclusive" in argv and not any(a.startswith(("--account", "--partition")) for a in argv)
+    with pytest.raises(Exception, match="long options"):
+        from jobroot.engines.slurm import _sbatch_defaults
+
+        _sbatch_defaults("-A lab")
+
+
+def test_an_adopted_job_is_recorded_with_slurms_own_submit_time(tmp_path: Path) -> None:
+    # Adopted late (after downtime), with "now" as its time, an ended job would be outside the sacct window.
+    d = claimed_folder(tmp_path, "late", 3 * 3600)
+    token = f"jobroot-{d.name}"
+    row = SEP.join(["77", "COMPLETED", "0:0", "2026-11-27T08:00:00", "2026-11-27T08:00:05", token, str(d)])
+    obs = SlurmEngine(runner=FakeRunner(squeue=ok(""), sacct=ok(row + "\n"))).observe([], [d])
+    assert obs.found == {"late": "77"} and obs.submitted == {"late": calendar.timegm((2026, 11, 27, 8, 0, 0))}
+
+
+def test_rows_of_an_older_job_with_a_reused_id_are_not_this_jobs(tmp_path: Path) -> None:
+    old = SEP.join(["1", "FAILED", "3:0", "2026-01-01T00:00:00", "2026-01-01T00:01:00", "", "/w"])
+    runner = FakeRunner(squeue=ok(""), sacct=ok(old + "\n"))
+    assert SlurmEngine(runner=runner).observe(jobs(1, tmp_path), []).statuses["1"].state is State.UNKNOWN

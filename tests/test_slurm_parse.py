@@ -164,3 +164,39 @@ def test_a_folder_name_line_starting_with_digits_continues_its_row() -> None:
 @pytest.mark.parametrize("accounted", [None, []], ids=["sacct not answered", "sacct answered nothing"])
 def test_a_job_nobody_reports_is_unknown_never_done(accounted: list[Row] | None) -> None:
     assert decide("5", [], accounted).state is State.UNKNOWN
+
+
+def acct(job_id: str, state: str, code: str = "0:0", end: str = "2026-11-24T14:05:00") -> str:
+    return SEP.join([job_id, state, code, "2026-11-24T14:02:10", end, "", "/w"])
+
+
+def test_an_arrays_unstarted_remainder_is_a_row_of_its_own_and_counts_every_task() -> None:
+    # --array=0-98:2%1 cancelled after two tasks: sacct prints the remainder as one row (with `:`), or cut short.
+    for remainder in ("123_[4-98:2%1]", "123_[4-98:2%1]"[:9] + "..."):
+        text = "\n".join([acct("123_0", "COMPLETED"), acct("123_2", "CANCELLED by 0", "0:15"), acct(remainder, "CANCELLED by 0")])
+        rows = parse_rows(text + "\n", False)
+        assert [r.job_id for r in rows] == ["123_0", "123_2", remainder]
+    rows = parse_rows(
+        "\n".join([acct("123_0", "COMPLETED"), acct("123_2", "COMPLETED"), acct("123_[4-98:2%1]", "CANCELLED by 0")]), False
+    )
+    status = decide("123", [], rows)
+    assert status.state is State.FAILED  # cancelling only the pending remainder is not success
+    assert status.reason.startswith("Slurm reports 48 of 50 tasks of job 123 failed: 123_[4-98:2%1] CANCELLED by uid 0 (48 tasks")
+
+
+def test_task_counts_with_steps_throttles_and_cut_short_lists() -> None:
+    assert [task_count(i) for i in ("123_[6-98:2%1]", "123_[0-98:2]", "123_[1,3,5-9%2]", "123_[1-3,7...", "123_4")] == [
+        47,
+        50,
+        7,
+        3,
+        1,
+    ]
+
+
+@pytest.mark.parametrize("accounted", [None, []], ids=["sacct failed", "sacct has no rows yet"])
+def test_an_array_is_never_done_from_squeue_alone(accounted: list[Row] | None) -> None:
+    # slurmctld forgets each finished task after MinJobAge: the tasks squeue still shows are not all of them.
+    queued = [make_row("7_1", "COMPLETED"), make_row("7_2", "COMPLETED")]
+    assert decide("7", queued, accounted).state is State.ACTIVE
+    assert decide("8", [make_row("8", "COMPLETED")], accounted).state is State.DONE  # a plain job may be
