@@ -119,20 +119,30 @@ def task_count(job_id: str) -> int:
 
     A remainder cut short (`123_[1-3,7...`) counts what it still shows.
     """
+    return max(len(_task_ids(job_id)), 1)
+
+
+def _task_ids(job_id: str) -> set[int]:
+    """The task ids a remainder row (`123_[1,3,5-9%2]`, `123_[4-98:2]`) stands for; of a cut-short one, those it shows."""
     m = re.search(r"_\[([^\]%]*)", job_id)
-    if not m:
-        return 1
-    total = 0
-    for part in m.group(1).split(","):
-        if not part or part.endswith("..."):  # cut short: what it stood for is not shown
-            continue
+    ids: set[int] = set()
+    for part in m.group(1).split(",") if m else ():
         span, _, step = part.partition(":")
         lo, _, hi = span.partition("-")
         try:
-            total += (int(hi) - int(lo)) // int(step or 1) + 1 if hi else 1
+            ids.update(range(int(lo), int(hi or lo) + 1, int(step or 1)))
         except ValueError:
-            total += 1
-    return max(total, 1)
+            continue  # cut short here (`7...`): what it stood for is not shown
+    return ids
+
+
+def _tasks(row: Row, listed: set[int]) -> int:
+    """How many tasks a final row accounts for. sacct keeps a remainder's first label after tasks are split
+    off it (`123_[2-98:2%1]` beside `123_2`): those with a row of their own are not counted twice."""
+    if "[" not in row.job_id:
+        return 1
+    ids = _task_ids(row.job_id)
+    return max(len(ids - listed), 1) if ids else task_count(row.job_id)
 
 
 # A row starts with a job id and the separator: 123, 123_4, 123+1, 123_[4-98:2%1], or such a
@@ -270,17 +280,18 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
     if len(final) == 1 and not array:
         head = f"Slurm reports job {final[0].job_id} {describe_failure(failed[0])}."
     else:
-        total, bad = sum(task_count(r.job_id) for r in final), sum(task_count(r.job_id) for r in failed)
-        shown = ", ".join(f"{r.job_id} {describe_failure(r)}" + _never_ran(r) for r in failed)
+        listed = {int(r.job_id.split("_")[1]) for r in final if re.fullmatch(r"\d+_\d+", r.job_id)}
+        total, bad = sum(_tasks(r, listed) for r in final), sum(_tasks(r, listed) for r in failed)
+        shown = ", ".join(f"{r.job_id} {describe_failure(r)}" + _never_ran(r, listed) for r in failed)
         head = f"Slurm reports {bad} of {total} tasks of job {job_id} failed: {shown}."
     return Status(State.FAILED, f"{head}\n{lines}")
 
 
-def _never_ran(row: Row) -> str:
+def _never_ran(row: Row, listed: set[int]) -> str:
     """For an array's remainder row (`123_[4-98:2%1]`): its tasks ended before they started."""
     if "[" not in row.job_id:
         return ""
-    n = task_count(row.job_id)
+    n = _tasks(row, listed)
     return f" ({n} tasks that never started)" if n > 1 else " (a task that never started)"
 
 

@@ -30,6 +30,8 @@ from jobroot.engine import (
     SubmitUnknown,
 )
 from jobroot.engines._process import Runner, run
+from jobroot.engines._slurmenv import command_env, user_sets
+from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
 from jobroot.engines._slurmparse import (
     KNOWN,
     SACCT_FIELDS,
@@ -50,47 +52,6 @@ TIMEOUT = 60.0  # seconds for any one command; sbatch against a dead controller 
 CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and slurmctld
 REFUSAL_TRIES = 3  # an sbatch refusal in neither table is tried this many times (across runs), then final
 REUSED_ID = 7 * 86400.0  # sacct rows submitted this long before a job's record belong to an older job with its id
-
-# What a sweep inherits must not change what Slurm's commands print or what sbatch submits: these
-# variables (SLURM_TIME_FORMAT, SBATCH_PARTITION, SQUEUE_ACCOUNT, an scrontab job's own SLURM_*, ...) are
-# never passed on. SLURM_CONF stays: it says where the cluster's configuration is.
-_DROPPED = ("SLURM_", "SBATCH_", "SQUEUE_", "SACCT_", "SCANCEL_", "SALLOC_", "SRUN_", "SINFO_", "SCONTROL_")
-_KEPT = ("SLURM_CONF",)
-# Short spellings of the options a site default may name, for telling whether job.sh sets one itself.
-_SHORT = {"account": "A", "partition": "p", "qos": "q", "time": "t", "job-name": "J", "nodes": "N",
-          "ntasks": "n", "cpus-per-task": "c", "output": "o", "error": "e", "constraint": "C",
-          "dependency": "d", "clusters": "M", "array": "a", "chdir": "D"}  # fmt: skip
-
-
-def command_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment every Slurm command runs with: the sweep's own, less what steers Slurm."""
-    return {k: v for k, v in environ.items() if k in _KEPT or not k.startswith(_DROPPED)}
-
-
-def user_sets(script: Path, option: str) -> bool:
-    """Does job.sh set `#SBATCH --option` (or its short form) itself, which a command-line option would override?"""
-    try:
-        text = script.read_text(errors="replace")
-    except OSError:
-        return False
-    short = rf"|-{_SHORT[option]}" if option in _SHORT else ""
-    return re.search(rf"^#SBATCH\s+(--{re.escape(option)}\b{short}(?![\w-]))", text, re.MULTILINE) is not None
-
-
-def _sbatch_defaults(text: str) -> str:
-    """--sbatch-defaults as given: sbatch long options, each `--name=value` or `--flag`."""
-    import argparse
-    import shlex
-
-    try:
-        words = shlex.split(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"--sbatch-defaults: {e}") from None
-    bad = [w for w in words if not re.fullmatch(r"--[a-z][a-z-]*(=.*)?", w, re.DOTALL)]
-    if bad:
-        raise argparse.ArgumentTypeError(f"--sbatch-defaults: give long options such as --account=lab, not {bad[0]!r}")
-    return text
-
 
 # ---------------------------------------------------------------- the engine
 
@@ -116,7 +77,7 @@ class SlurmEngine:
         ),
         Setting(
             "sbatch_defaults",
-            _sbatch_defaults,
+            sbatch_defaults_value,
             "",
             "'OPTIONS'",
             "sbatch options for every job whose job.sh does not set them, e.g. '--account=lab --partition=short'",
@@ -141,7 +102,7 @@ class SlurmEngine:
         self.user = user or pwd.getpwuid(os.getuid()).pw_name
         import shlex
 
-        self.defaults = shlex.split(sbatch_defaults)  # checked by _sbatch_defaults when given or recorded
+        self.defaults = shlex.split(sbatch_defaults)  # checked by sbatch_defaults_value when given or recorded
         # sbatch gets the sweep's environment less Slurm's variables, and passes it to the job (--export
         # is left at its default, ALL). Queries print times in UTC, in the standard form.
         self.env = command_env(os.environ if environ is None else environ)
@@ -151,6 +112,8 @@ class SlurmEngine:
         import secrets  # only submissions need it (3 ms of imports)
 
         script = job_dir / "job.sh"
+        if user_sets(script, "clusters"):  # its squeue, sacct and scancel would all need -M: not followed yet
+            raise SubmitRefused("job.sh sets #SBATCH --clusters; jobs are followed on this cluster only: remove that line", True)
         refusals = _earlier_refusals(job_dir)
         # The token goes in --comment so the next run can find this job if its id is never recorded (or
         # is garbled); a comment the user set is kept, and then there is no token ("").
@@ -223,10 +186,8 @@ class SlurmEngine:
                     problems.append(f"sacct failed; jobs that left the queue wait for it: {e}")
         account_by_base = _group(accounted or [])
         for job in jobs:  # an id Slurm reused long after this job: its rows are another job's
-            if job.job_id in account_by_base:
-                account_by_base[job.job_id] = [
-                    r for r in account_by_base[job.job_id] if (r.submit or 0) >= job.submitted - REUSED_ID
-                ]
+            old = job.submitted - REUSED_ID
+            account_by_base[job.job_id] = [r for r in account_by_base.get(job.job_id, []) if r.submit is None or r.submit >= old]
         strange = sorted({r.word for r in queued + (accounted or []) if r.word not in KNOWN})
         if strange:
             notes.append(f"Slurm states not known to this version, taken as still active: {', '.join(strange)}")

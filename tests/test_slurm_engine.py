@@ -337,10 +337,16 @@ def test_slurm_commands_run_with_an_environment_the_reconciler_controls(tmp_path
         assert by_command[query] == {**kept, "TZ": "UTC", "SLURM_TIME_FORMAT": "standard"}, query
 
 
-def test_times_are_read_as_utc() -> None:
+def test_times_are_read_as_utc(monkeypatch: pytest.MonkeyPatch) -> None:
     from jobroot.engines._slurmparse import parse_rows
 
-    (row,) = parse_rows(sacct_line("5", "COMPLETED") + "\n", False)
+    monkeypatch.setenv("TZ", "America/New_York")  # this process's zone must not matter: Slurm printed UTC
+    time.tzset()
+    try:
+        (row,) = parse_rows(sacct_line("5", "COMPLETED") + "\n", False)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     assert row.submit == calendar.timegm((2026, 11, 24, 14, 2, 10))  # UTC, whatever this machine's zone
 
 
@@ -424,9 +430,9 @@ def test_site_defaults_apply_only_where_job_sh_does_not_set_the_option(tmp_path:
     argv = runner.calls[0]
     assert "--exclusive" in argv and not any(a.startswith(("--account", "--partition")) for a in argv)
     with pytest.raises(Exception, match="long options"):
-        from jobroot.engines.slurm import _sbatch_defaults
+        from jobroot.engines._slurmenv import sbatch_defaults
 
-        _sbatch_defaults("-A lab")
+        sbatch_defaults("-A lab")
 
 
 def test_an_adopted_job_is_recorded_with_slurms_own_submit_time(tmp_path: Path) -> None:
@@ -442,3 +448,11 @@ def test_rows_of_an_older_job_with_a_reused_id_are_not_this_jobs(tmp_path: Path)
     old = SEP.join(["1", "FAILED", "3:0", "2026-01-01T00:00:00", "2026-01-01T00:01:00", "", "/w"])
     runner = FakeRunner(squeue=ok(""), sacct=ok(old + "\n"))
     assert SlurmEngine(runner=runner).observe(jobs(1, tmp_path), []).statuses["1"].state is State.UNKNOWN
+
+
+@pytest.mark.parametrize("line", ["#SBATCH --clusters=other", "#SBATCH -M other"])
+def test_a_job_for_another_cluster_is_refused_before_anything_is_sent(tmp_path: Path, line: str) -> None:
+    runner = FakeRunner()
+    with pytest.raises(SubmitRefused, match="followed on this cluster only") as refused:
+        SlurmEngine(runner=runner).submit(make_job(tmp_path, f"#!/bin/bash\n{line}\ntrue\n"))
+    assert refused.value.permanent and runner.calls == []

@@ -62,6 +62,7 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoreFlags=job_comment
+AccountingStorageEnforce=associations,limits,qos
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/none
 SelectType=select/cons_tres
@@ -74,6 +75,7 @@ KillWait=2
 SlurmdParameters=config_overrides
 NodeName=${host} NodeAddr=127.0.0.1 CPUs=8 Boards=1 SocketsPerBoard=1 CoresPerSocket=8 ThreadsPerCore=1 RealMemory=${mem:-1000} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=maint Nodes=ALL MaxTime=INFINITE State=UP
 CONF
 cat > /etc/slurm/slurmdbd.conf.new <<CONF
 AuthType=auth/munge
@@ -124,4 +126,9 @@ if ! pid_alive /run/slurmd.pid; then
 fi
 wait_for 30 "an idle node" sh -c 'sinfo -h -o %t | grep -Eq "idle|mix|alloc"'
 wait_for 30 "the cluster in accounting" sh -c 'sacctmgr -n -P show cluster format=cluster | grep -q testcluster'
+# A QOS with a wall-time limit, for the refusal tests (enforced: AccountingStorageEnforce above).
+if ! sacctmgr -n -P show qos format=name | grep -qx short; then
+  sacctmgr -i -Q add qos short MaxWall=00:01:00 Flags=DenyOnLimit >/dev/null  # refused at submission
+  sacctmgr -i -Q modify user root set qos+=short >/dev/null
+fi
 log "ready: $(sinfo -h -o '%P %D %t %c CPUs')"
