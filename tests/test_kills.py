@@ -21,10 +21,10 @@ from jobroot import folders as fs
 OLD_HELPERS = {fs.RECORD: '{"engine": "local", "job_id": "1", "submitted": 0}', fs.ERROR: "old failure\n"}
 
 
-def populate(root: Path, ledger: Path, count: int) -> dict[str, str]:
+def populate(root: Path, ledger: Path, count: int, start: int = 0) -> dict[str, str]:
     """count jobs of four kinds; returns name -> kind."""
     kinds = {}
-    for i in range(count):
+    for i in range(start, start + count):
         kind = ("ok", "fail", "again", "bad")[i % 4]
         name = f"{kind}-{i:03}"
         if kind == "bad":
@@ -40,14 +40,20 @@ def populate(root: Path, ledger: Path, count: int) -> dict[str, str]:
 
 def verify(root: Path, ledger: Path, kinds: dict[str, str]) -> None:
     ran = read_ledger(ledger)
-    assert sorted(ran) == sorted(n for n, k in kinds.items() if k != "bad"), "a job ran twice or never"
+    cancelled = {n for n, k in kinds.items() if k == "cancel"}
+    assert sorted(n for n in ran if n not in cancelled) == sorted(n for n, k in kinds.items() if k not in ("bad", "cancel")), (
+        "a job ran twice or never"
+    )
+    assert all(ran.count(n) <= 1 for n in cancelled), "a cancelled job ran twice"
     assert sorted(os.listdir(root / "complete")) == sorted(kinds), "a folder is missing or completed twice"
     assert os.listdir(root / "inbox") == [] and os.listdir(root / "pending") == []
     for name, kind in kinds.items():
         job = root / "complete" / name
-        assert (job / "input.dat").read_text() == name and (job / "job.sh").is_file()
+        assert (job / "job.sh").is_file() and (kind == "cancel" or (job / "input.dat").read_text() == name)
         error = job / fs.ERROR
-        assert error.exists() == (kind in ("fail", "bad")), name
+        assert error.exists() == (kind in ("fail", "bad", "cancel")), name
+        if kind == "cancel":
+            assert error.read_text().startswith("The job was cancelled at the user's request"), name
         if kind == "fail":
             assert error.read_text().startswith("The job exited with code 3")
         if kind == "bad":
@@ -92,6 +98,7 @@ def test_kill_at_every_step_boundary(root: Path, ledger: Path, step: str) -> Non
 def test_kill_at_random_instants(root: Path, ledger: Path) -> None:
     runs = int(os.environ.get("RECONCILE_KILL_RUNS", "300"))
     seed = int(os.environ.get("RECONCILE_KILL_SEED", str(time.time_ns() % 10**6)))
+    print(f"random kills: seed {seed} (replay with RECONCILE_KILL_SEED={seed})")  # first: a failure can be replayed
     rng = random.Random(seed)
     kinds = populate(root, ledger, 40)
     killed = 0
@@ -105,7 +112,7 @@ def test_kill_at_random_instants(root: Path, ledger: Path) -> None:
             kinds[extra] = "ok"
     drain(root, "--slots", "6")
     verify(root, ledger, kinds)
-    print(f"\nrandom kills: seed {seed}, {runs} runs, {killed} killed before they exited, {len(kinds)} jobs, 0 lost, 0 twice")
+    print(f"random kills: {runs} runs, {killed} killed before they exited, {len(kinds)} jobs, 0 lost, 0 twice")
     assert killed >= runs // 4, f"only {killed} of {runs} runs were killed before they ended: the kills missed"
 
 
@@ -113,3 +120,79 @@ def populate_one(root: Path, ledger: Path, i: int) -> str:
     name = f"late-{i:03}"
     make_job(root, name, ledger_job(ledger, name), {"input.dat": name})
     return name
+
+
+# Crash points inside the primitives (folders.py) and around each engine call (sweep.py, local.py), by
+# the action they strike in: they follow the protocol wherever the code that calls them moves.
+WRITE = ["write-synced", "write-done"]
+RENAME = ["rename-next", "rename-done"]
+POINTS = {
+    "submit": ["set-aside", *RENAME, "claimed", "engine-call", "engine-locked", "launched", *WRITE, "recorded"],
+    "launch": ["engine-call", "engine-locked", "launched", *WRITE, "recorded"],
+    "adopt": [*WRITE, "adopted"],
+    "finish": [*WRITE, "error-written", *RENAME, "completed"],
+    "reject": [*WRITE, "rejection-written", *RENAME],
+    "cancel": ["engine-call", "cancel-sent"],
+    "set-aside": RENAME,
+}
+ACTIONS = tuple(POINTS)
+# A launch needs a claim whose job never started, an adoption a job whose id was never recorded: a run
+# aimed at either also dies where it would leave that state (if it meets no launch or adoption first),
+# with a job in the inbox to do it with, and the run after it is aimed at the action it prepared.
+PREPARE = {"launch": "submit/claimed@1", "adopt": "submit/launched@1"}
+LONG = "#!/bin/bash\nprintf '%s\\n' {tag!r} >> {ledger!r}\nsleep 60\n"  # runs until a cancel file ends it
+
+
+def test_kills_aimed_at_protocol_points_land_inside_every_action(root: Path, ledger: Path) -> None:
+    """Each run dies at a random passage of a random crash point of a random action; each action must take kills."""
+    seed = int(os.environ.get("RECONCILE_KILL_SEED", str(time.time_ns() % 10**6)))
+    print(f"aimed kills: seed {seed} (replay with RECONCILE_KILL_SEED={seed})")
+    rng = random.Random(seed)
+    need = int(os.environ.get("RECONCILE_KILL_MIN", "3"))  # kills required inside each action type
+    kinds = populate(root, ledger, 16)
+    inside = dict.fromkeys(ACTIONS, 0)
+    runs = outside = 0
+    follow = ""  # the action the last run prepared a state for
+    for runs in range(1, 1501):
+        if runs % 25 == 1:  # new work keeps arriving: jobs to submit, to set aside, to reject, to cancel
+            kinds.update(populate(root, ledger, 4, start=1000 + runs))
+            name = f"cancel-{runs:04}"
+            make_job(root, name, LONG.format(tag=name, ledger=str(ledger)))
+            kinds[name] = "cancel"
+        asked = False
+        for name in os.listdir(root / "pending"):  # the user cancels the long jobs once they are pending
+            if name.startswith("cancel-") and not (root / "pending" / name / "cancel").exists():
+                (root / "pending" / name / "cancel").touch()
+                asked = True
+        # Aim where the kills are fewest half of the time, so that rare actions are not left to chance.
+        fewest = min(ACTIONS, key=inside.__getitem__)
+        action = follow or ("cancel" if asked else fewest if rng.random() < 0.5 else rng.choice(ACTIONS))
+        point = f"{action}/{rng.choice(POINTS[action])}@{rng.randint(1, 3)}"
+        if action in PREPARE:
+            point += "," + PREPARE[action]
+            make_job(root, f"ok-{runs:04}", ledger_job(ledger, f"ok-{runs:04}"), {"input.dat": f"ok-{runs:04}"})
+            kinds[f"ok-{runs:04}"] = "ok"
+        result = run(root, "--slots", "8", "--batch-limit", "3", env={"RECONCILE_CRASH_AT": point})
+        follow = ""
+        if result.returncode == -9:
+            said = result.stderr.splitlines()[-1]  # "in finish: crash point rename-done"; no "in" between actions
+            if said.startswith("in "):
+                inside[said[3:].split(":", 1)[0]] += 1
+            else:
+                outside += 1
+            follow = next(
+                (a for a, p in PREPARE.items() if said == "in {}: crash point {}".format(*p.split("@")[0].split("/"))), ""
+            )
+        else:
+            assert result.returncode == 0, result.stderr
+        if min(inside.values()) >= need and runs >= 100:
+            break
+    print(f"aimed kills: {runs} runs; inside each action: {inside}; between actions: {outside}")
+    assert min(inside.values()) >= need, f"some action types took fewer than {need} kills: {inside}"
+    while any(n.startswith("cancel-") for n in os.listdir(root / "inbox")):  # the last long jobs: submit, then cancel
+        assert run(root, "--slots", "8").returncode == 0
+    for name in os.listdir(root / "pending"):
+        if name.startswith("cancel-"):
+            (root / "pending" / name / "cancel").touch()
+    drain(root, "--slots", "8")
+    verify(root, ledger, kinds)
