@@ -27,9 +27,17 @@ from jobroot.engines._slurmparse import (
 DATA = Path(__file__).parent / "data"
 
 
-def captured(name: str) -> str:
-    text = (DATA / f"slurm-22.05.8-{name}.txt").read_text()
+VERSIONS = sorted({p.name.split("-")[1] for p in DATA.glob("slurm-*-sacct.txt")})  # every Slurm captured
+
+
+def captured(name: str, version: str) -> str:
+    text = (DATA / f"slurm-{version}-{name}.txt").read_text()
     return text.split("\n", 1)[1]
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def version(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def by_comment(rows: list[Row]) -> dict[str, list[Row]]:
@@ -40,8 +48,8 @@ def by_comment(rows: list[Row]) -> dict[str, list[Row]]:
 
 
 @pytest.fixture(scope="module")
-def sacct() -> dict[str, list[Row]]:
-    return by_comment(parse_rows(captured("sacct"), squeue=False))
+def sacct(version: str) -> dict[str, list[Row]]:
+    return by_comment(parse_rows(captured("sacct", version), squeue=False))
 
 
 def test_sacct_rows_and_their_verdicts(sacct: dict[str, list[Row]]) -> None:
@@ -67,8 +75,8 @@ def test_sacct_failure_reason_quotes_the_lines(sacct: dict[str, list[Row]]) -> N
     assert len(lines) == 2 and lines[1].startswith("sacct: ") and "FAILED | 3:0" in lines[1]
 
 
-def test_squeue_rows(tmp_path: Path) -> None:
-    rows = parse_rows(captured("squeue"), squeue=True)
+def test_squeue_rows(version: str) -> None:
+    rows = parse_rows(captured("squeue", version), squeue=True)
     assert rows and all(r.exit_code == "" and r.submit for r in rows)
     states = {r.word for r in rows}
     assert "PENDING" in states or "RUNNING" in states
@@ -119,13 +127,15 @@ def test_a_finished_job_still_in_squeue() -> None:
     assert decide("7", [], []).state is State.UNKNOWN and decide("7", [], None).state is State.UNKNOWN
 
 
-def test_sbatch_ids_and_refusals() -> None:
+def test_sbatch_ids_and_refusals(version: str) -> None:
+    from jobroot.engines._slurmparse import classify_refusal
+
     assert parse_sbatch_id("42\n") == "42" and parse_sbatch_id("42;cluster\n") == "42"
     assert parse_sbatch_id("") is None and parse_sbatch_id("Submitted batch job 42\n") is None
     for name in ("invalid-partition", "no-shebang", "unknown-option", "dos"):
-        text = captured(f"sbatch-{name}")
-        assert text.strip() and not is_transient(text), name
-    assert "Invalid partition name specified" in captured("sbatch-invalid-partition")
+        text = captured(f"sbatch-{name}", version)
+        assert text.strip() and classify_refusal(text) == "permanent", (name, text)
+    assert "Invalid partition name specified" in captured("sbatch-invalid-partition", version)
     assert is_transient("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)")
     # The answer was lost on the way back: slurmctld may have created the job, so never permanent.
     assert is_transient("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation")

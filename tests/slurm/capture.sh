@@ -2,11 +2,12 @@
 # Capture real squeue/sacct/sbatch output from the test cluster into tests/data/ (run as root, cluster up).
 # Each fixture's first line is the command that produced it. Takes ~2 minutes (a TIMEOUT takes 62-90 s).
 set -euo pipefail
+export TZ=UTC SLURM_TIME_FORMAT=standard  # as the engine runs its queries (engines/_slurmenv.py)
 out=$(cd "$(dirname "$0")/../data" && pwd)
 work=$(mktemp -d /tmp/capture.XXXXXX)
 cd "$work"
 S=$'\x1f'
-ver=$(sbatch --version | awk '{print $2}')
+ver=$(sinfo --version | awk '{print $2}')  # 24.11's sbatch --version wants a configuration; sinfo's does not
 job() { mkdir -p "$work/$1" && printf '#!/bin/bash\n%b\n' "$2" > "$work/$1/job.sh" && (cd "$work/$1" && sbatch --parsable --comment="jobroot-$1" job.sh); }
 capture() {  # capture NAME COMMAND...
   local name=$1; shift
