@@ -15,8 +15,13 @@ import pytest
 from conftest import CLUSTER_SCRIPT, REPO
 
 CHROOT = REPO / "tests" / "slurm" / "chroot.sh"
-FILES = ["tests/test_slurm_parse.py", "tests/test_slurm_engine.py", "tests/test_slurm_cluster.py", "tests/test_slurm_as_run.py"]
-FILES += [] if os.environ.get("RECONCILE_QUICK_2411") else ["tests/test_faults_slurm.py"]
+FILES = [
+    "tests/test_slurm_parse.py",
+    "tests/test_slurm_engine.py",
+    "tests/test_slurm_cluster.py",
+    "tests/test_slurm_as_run.py",
+    "tests/test_faults_slurm.py",
+]
 
 
 def test_the_slurm_tests_pass_on_slurm_24_11_and_python_3_13() -> None:

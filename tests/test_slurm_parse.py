@@ -210,3 +210,7 @@ def test_an_array_is_never_done_from_squeue_alone(accounted: list[Row] | None) -
     queued = [make_row("7_1", "COMPLETED"), make_row("7_2", "COMPLETED")]
     assert decide("7", queued, accounted).state is State.ACTIVE
     assert decide("8", [make_row("8", "COMPLETED")], accounted).state is State.DONE  # a plain job may be
+
+
+def test_both_slurm_generations_are_captured() -> None:
+    assert {"22.05.8", "24.11.5"} <= set(VERSIONS)  # tests/slurm/capture.sh, on the host and in the chroot

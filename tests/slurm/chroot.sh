@@ -13,8 +13,7 @@ set -euo pipefail
 DIR=${JOBROOT_CHROOT:-/var/tmp/jobroot-trixie}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 log() { printf 'chroot: %s\n' "$*" >&2; }
-PACKAGES="slurmctld slurmd slurm-client slurmdbd munge mariadb-server python3 python3-pytest python3-filelock
-  python3-dateutil hostname procps"
+PACKAGES="slurmctld slurmd slurm-client slurmdbd munge mariadb-server python3 python3-pytest python3-filelock python3-dateutil hostname procps"
 
 mounted() { grep -q " $1 " /proc/self/mounts; }
 
@@ -35,7 +34,7 @@ case "${1:-}" in
 prepare)
   [ "$(id -u)" = 0 ] || { log "needs root"; exit 77; }
   command -v apt-get >/dev/null || { log "no apt-get"; exit 77; }
-  if [ ! -x "$DIR/usr/sbin/slurmctld" ]; then
+  if [ ! -e "$DIR/.jobroot-ready" ] || [ "$(cat "$DIR/.jobroot-ready")" != "$PACKAGES" ]; then
     command -v debootstrap >/dev/null || {
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
     }
@@ -52,6 +51,7 @@ prepare)
     log "installing Slurm 24.11, MariaDB and Python 3.13 inside"
     # shellcheck disable=SC2086
     chroot "$DIR" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null"
+    printf '%s' "$PACKAGES" > "$DIR/.jobroot-ready"
   fi
   mount_all
   log "ready: $(chroot "$DIR" sh -c 'slurmd -V; python3 --version' | tr '\n' ' ')"
