@@ -161,7 +161,9 @@ def main() -> int:
                 f"| 1 | idle run, the installed `reconcile` vs `python3 -c pass` | {m['installed'] * 1000:.1f} ms vs {m['bare'] * 1000:.1f} ms | {m['installed'] / m['bare']:.2f}x | <= 1.2x |"
             )
         else:
-            say("| 1 | idle run, the installed `reconcile` | not measured: no `reconcile` on PATH (run `pip install .` first) | | <= 1.2x |")
+            say(
+                "| 1 | idle run, the installed `reconcile` | not measured: no `reconcile` on PATH (run `pip install .` first) | | <= 1.2x |"
+            )
 
         # 2. Scheduler calls per run as pending grows.
         for size in (100, 1000, 10000):
