@@ -51,6 +51,7 @@ from jobroot.folders import Submitted
 TIMEOUT = 60.0  # seconds for any one command; sbatch against a dead controller gives up after ~9 s
 CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and slurmctld
 REFUSAL_TRIES = 3  # an sbatch refusal in neither table is tried this many times (across runs), then final
+MAX_ID_LIST = 100_000  # characters of --jobs=: one argument may not pass 128 KiB (Linux); beyond, a window search
 REUSED_ID = 7 * 86400.0  # sacct rows submitted this long before a job's record belong to an older job with its id
 
 # ---------------------------------------------------------------- the engine
@@ -253,14 +254,16 @@ class SlurmEngine:
         now: float,
     ) -> list[str]:
         """One sacct: the recorded ids that left the queue, by id; or, while a claim without an id is being
-        searched for, every job of this user since the oldest pending submission, bounded by --lookback.
+        searched for (or the ids would not fit in one argument), every job of this user since the oldest
+        pending submission, bounded by --lookback.
 
         By id, sacct finds a job however it ended, also one that was never eligible to start (held, a
         future --begin, an unmet dependency) and was cancelled: a time window never shows those.
         """
         argv = ["sacct", "-X", "--noheader", "--parsable2", f"--delimiter={SEP}", f"--format={SACCT_FIELDS}"]
-        if not searching:
-            return [*argv, f"--jobs={','.join(sorted({j.job_id for j in ended}, key=int))}"]
+        ids = ",".join(sorted({j.job_id for j in ended if j.job_id.isdigit()}))  # a hand-edited record: not asked
+        if not searching and len(ids) < MAX_ID_LIST:
+            return [*argv, f"--jobs={ids}"]
         since = [j.submitted for j in jobs] + [c[1] for c in claims.values() if c]
         start = max(min(since) - 300, parse_lookback(self.lookback, now))
         when = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")  # read in UTC (query_env)

@@ -85,7 +85,8 @@ def test_one_squeue_and_one_sacct_however_many_have_ended(tmp_path: Path, pendin
     sacct = runner.calls[1]
     # By id: a job found however it ended, even one never eligible to start (a window search misses those).
     assert "-X" in sacct and f"--delimiter={SEP}" in sacct and not any(a.startswith("--starttime=") for a in sacct)
-    assert f"--jobs={','.join(str(i) for i in range(1, pending + 1))}" in sacct
+    (asked,) = [a.split("=", 1)[1].split(",") for a in sacct if a.startswith("--jobs=")]
+    assert sorted(asked, key=int) == [str(i) for i in range(1, pending + 1)]
 
 
 def test_a_job_nobody_reports_is_unknown_and_a_failed_sacct_is_a_problem(tmp_path: Path) -> None:
@@ -456,3 +457,14 @@ def test_a_job_for_another_cluster_is_refused_before_anything_is_sent(tmp_path: 
     with pytest.raises(SubmitRefused, match="followed on this cluster only") as refused:
         SlurmEngine(runner=runner).submit(make_job(tmp_path, f"#!/bin/bash\n{line}\ntrue\n"))
     assert refused.value.permanent and runner.calls == []
+
+
+def test_a_hand_edited_record_id_is_never_put_to_sacct_and_a_huge_list_becomes_a_window(tmp_path: Path) -> None:
+    runner = FakeRunner(squeue=ok(""), sacct=ok(""))
+    odd = [Submitted("slurm", "12,13 --all", time.time() - 60, tmp_path / "odd"), *jobs(1, tmp_path)]
+    SlurmEngine(runner=runner).observe(odd, [])
+    assert "--jobs=1" in runner.calls[1]
+    runner = FakeRunner(squeue=ok(""), sacct=ok(""))
+    many = [Submitted("slurm", str(10**7 + i), time.time() - 60, tmp_path / str(i)) for i in range(20_000)]
+    SlurmEngine(runner=runner).observe(many, [])
+    assert runner.count("sacct") == 1 and any(a.startswith("--starttime=") for a in runner.calls[1])
