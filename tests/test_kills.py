@@ -170,8 +170,8 @@ def test_kills_aimed_at_protocol_points_land_inside_every_action(root: Path, led
         point = f"{action}/{rng.choice(POINTS[action])}@{rng.randint(1, 3)}"
         if action in PREPARE:
             point += "," + PREPARE[action]
-            make_job(root, f"ok-{runs:04}", ledger_job(ledger, f"ok-{runs:04}"), {"input.dat": f"ok-{runs:04}"})
-            kinds[f"ok-{runs:04}"] = "ok"
+            make_job(root, f"prep-{runs:04}", ledger_job(ledger, f"prep-{runs:04}"), {"input.dat": f"prep-{runs:04}"})
+            kinds[f"prep-{runs:04}"] = "ok"  # not ok-NNNN: populate() makes those names
         result = run(root, "--slots", "8", "--batch-limit", "3", env={"RECONCILE_CRASH_AT": point})
         follow = ""
         if result.returncode == -9:
