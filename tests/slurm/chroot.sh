@@ -3,7 +3,8 @@
 #
 #   chroot.sh prepare        create the chroot (debootstrap, Debian's packages) or reuse it; mount what it needs
 #   chroot.sh run CMD...     run CMD inside it, in this checkout (same path), with CI passed through
-#   chroot.sh stop           stop the chroot's Slurm daemons, munged and mariadbd (its ports are the host's)
+#   chroot.sh stop           stop the chroot's Slurm daemons, munged and mariadbd (its ports are the host's);
+#                            unmount what prepare and run bound into it
 #
 # Only Debian's package mirror is used (the one apt already uses). Exit 77: cannot be done here (not root,
 # no apt-get). The daemons are started inside by tests/slurm/cluster.sh, as on the host; run one
@@ -17,15 +18,23 @@ PACKAGES="slurmctld slurmd slurm-client slurmdbd munge mariadb-server python3 py
 
 mounted() { grep -q " $1 " /proc/self/mounts; }
 
+unmount_all() {  # before anything is removed, and when the tests are done: nothing of the host stays bound in
+  for d in "$DIR$REPO" "$DIR/tmp" "$DIR/proc" "$DIR/sys" "$DIR/dev"; do
+    while mounted "$d"; do umount -R -l "$d"; done
+  done
+}
+
 mount_all() {
   for d in proc sys dev; do
     mkdir -p "$DIR/$d"
     mounted "$DIR/$d" || mount --rbind "/$d" "$DIR/$d"
   done
-  for d in /tmp "$REPO"; do
-    mkdir -p "$DIR$d"
-    mounted "$DIR$d" || mount --bind "$d" "$DIR$d"
-  done
+  mkdir -p "$DIR/tmp"
+  mounted "$DIR/tmp" || mount --bind /tmp "$DIR/tmp"
+  if [ ! -e "$DIR$REPO/pyproject.toml" ]; then  # a checkout under /tmp is already there
+    mkdir -p "$DIR$REPO"
+    mount --bind "$REPO" "$DIR$REPO"
+  fi
   cp /etc/hosts "$DIR/etc/hosts"
   cp /etc/resolv.conf "$DIR/etc/resolv.conf" 2>/dev/null || true
 }
@@ -42,7 +51,8 @@ prepare)
     mirror=${mirror:-http://deb.debian.org/debian}
     if [ ! -x "$DIR/usr/bin/apt-get" ]; then
       log "debootstrap trixie from $mirror into $DIR"
-      rm -rf "$DIR"
+      unmount_all
+      rm -rf --one-file-system "$DIR"
       debootstrap --variant=minbase trixie "$DIR" "$mirror" >/dev/null
     fi
     printf '#!/bin/sh\nexit 101\n' > "$DIR/usr/sbin/policy-rc.d"  # packages start no daemon inside
@@ -69,7 +79,7 @@ stop)  # every process whose root is the chroot: its Slurm daemons, munged, mari
   for _ in $(seq 100); do
     left=0
     for p in /proc/[0-9]*; do [ "$(readlink "$p/root" 2>/dev/null)" = "$DIR" ] && left=1 && break; done
-    [ "$left" = 0 ] && exit 0
+    [ "$left" = 0 ] && { unmount_all; exit 0; }
     sleep 0.1
   done
   log "some processes of the chroot did not stop"; exit 1
