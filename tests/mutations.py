@@ -3,6 +3,7 @@
 
     python3 tests/mutations.py              # every mutation that needs no cluster (about 4 minutes)
     python3 tests/mutations.py --cluster    # also those caught only on the real Slurm cluster (+ about 10 minutes)
+    python3 tests/mutations.py --cluster-only  # only those
     python3 tests/mutations.py --only NAME  # one mutation (a substring of its name)
     python3 tests/mutations.py --list
 
@@ -184,7 +185,7 @@ CATALOGUE = [
       "tests/test_slurm_engine.py::test_a_job_for_another_cluster_is_refused_before_anything_is_sent"),
     # ---- caught on the real Slurm cluster
     M("the sacct window starts after the oldest submission", "engines/slurm.py", "start = max(min(since) - 300,",
-      "start = max(min(since) + 300,", "tests/test_slurm_cluster.py::test_a_failure_purged_from_squeue_is_caught_by_sacct", cluster=True),
+      "start = max(min(since) + 300,", "tests/test_slurm_engine.py::test_the_sacct_window_starts_before_the_oldest_submission"),
     M("cancel without scancel", "engines/slurm.py", '            result = self.run(["scancel", *[j.job_id for j in jobs]], self.timeout, None, self.env)',
       "            return", "tests/test_slurm_cluster.py::test_a_cancel_file_cancels_the_slurm_job", cluster=True),
     M("an array is done when one task is", "engines/_slurmparse.py", "    failed = [r for r in final if r.word not in SUCCESS]",
@@ -220,10 +221,17 @@ def run_test(tree: Path, test: str) -> tuple[int, str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--cluster", action="store_true", help="also the mutations only the real Slurm cluster catches")
+    p.add_argument("--cluster-only", action="store_true", help="only the mutations the real Slurm cluster catches")
     p.add_argument("--only", help="only mutations whose name contains this")
     p.add_argument("--list", action="store_true", help="print the catalogue and exit")
     args = p.parse_args()
-    chosen = [m for m in CATALOGUE if (args.cluster or not m.cluster) and (not args.only or args.only in m.name)]
+    chosen = [
+        m
+        for m in CATALOGUE
+        if (args.cluster or args.cluster_only or not m.cluster)
+        and (m.cluster or not args.cluster_only)
+        and (not args.only or args.only in m.name)
+    ]
     if args.list:
         for m in chosen:
             print(f"{m.name}: {m.path} -> {m.test}")
