@@ -17,7 +17,10 @@ _KEPT = ("SLURM_CONF",)
 # Short spellings of the options a site default may name, for telling whether job.sh sets one itself.
 _SHORT = {"account": "A", "partition": "p", "qos": "q", "time": "t", "job-name": "J", "nodes": "N",
           "ntasks": "n", "cpus-per-task": "c", "output": "o", "error": "e", "constraint": "C",
-          "dependency": "d", "clusters": "M", "array": "a", "chdir": "D"}  # fmt: skip
+          "dependency": "d", "clusters": "M", "array": "a", "chdir": "D", "gpus": "G", "nodelist": "w",
+          "exclude": "x", "licenses": "L", "begin": "b", "hold": "H"}  # fmt: skip
+# Options that would change how the reconciler follows every job, never site defaults.
+_NOT_DEFAULTS = ("clusters", "chdir", "wait", "parsable", "comment", "array", "export")
 
 
 def command_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -26,13 +29,31 @@ def command_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def user_sets(script: Path, option: str) -> bool:
-    """Does job.sh set `#SBATCH --option` (or its short form) itself, which a command-line option would override?"""
+    """Does job.sh set the sbatch option itself, in any spelling sbatch reads: any word of any `#SBATCH`
+    line, `--option[=value]` or an unambiguous abbreviation of it (`--acc=lab`), or its short form with
+    or without a space (`-A lab`, `-Alab`)? A command-line option would override it."""
+    import shlex
+
     try:
         text = script.read_text(errors="replace")
     except OSError:
         return False
-    short = rf"|-{_SHORT[option]}" if option in _SHORT else ""
-    return re.search(rf"^#SBATCH\s+(--{re.escape(option)}\b{short}(?![\w-]))", text, re.MULTILINE) is not None
+    short = _SHORT.get(option)
+    for line in text.splitlines():
+        if not line.startswith("#SBATCH"):
+            continue
+        try:
+            words = shlex.split(line[len("#SBATCH") :], comments=True)
+        except ValueError:
+            words = line.split()[1:]
+        for word in words:
+            if word.startswith("--"):
+                name = word[2:].split("=", 1)[0]
+                if name == option or (len(name) >= 3 and option.startswith(name)):
+                    return True
+            elif short and word.startswith("-" + short):
+                return True
+    return False
 
 
 def sbatch_defaults(text: str) -> str:
@@ -47,4 +68,8 @@ def sbatch_defaults(text: str) -> str:
     bad = [w for w in words if not re.fullmatch(r"--[a-z][a-z-]*(=.*)?", w, re.DOTALL)]
     if bad:
         raise argparse.ArgumentTypeError(f"--sbatch-defaults: give long options such as --account=lab, not {bad[0]!r}")
+    names = [w[2:].split("=", 1)[0] for w in words]
+    kept = [n for n in names if any(o == n or (len(n) >= 3 and o.startswith(n)) for o in _NOT_DEFAULTS)]
+    if kept:
+        raise argparse.ArgumentTypeError(f"--sbatch-defaults: --{kept[0]} changes how jobs are followed; it cannot be a default")
     return text

@@ -44,7 +44,7 @@ TRANSIENT = (
     "required partition not available (inactive or drain)",  # maintenance: it comes back
     "invalid user id",  # a brief directory-service outage on the controller
     "maxsubmitjob",  # QOSMaxSubmitJobPerUserLimit, AssocMaxSubmitJobLimit: room comes back as jobs end
-    "maxsubmitjobs",
+    "grpsubmitjob",  # AssocGrpSubmitJobsLimit, QOSGrpSubmitJobsLimit: the group's room comes back too
 )
 PERMANENT = (
     "invalid partition",
@@ -119,21 +119,22 @@ def task_count(job_id: str) -> int:
 
     A remainder cut short (`123_[1-3,7...`) counts what it still shows.
     """
-    return max(len(_task_ids(job_id)), 1)
+    return max(sum(len(r) for r in _task_ranges(job_id)), 1)
 
 
-def _task_ids(job_id: str) -> set[int]:
-    """The task ids a remainder row (`123_[1,3,5-9%2]`, `123_[4-98:2]`) stands for; of a cut-short one, those it shows."""
+def _task_ranges(job_id: str) -> list[range]:
+    """The task ids a remainder row (`123_[1,3,5-9%2]`, `123_[4-98:2]`) stands for, as ranges (an array
+    may have millions of tasks); of a row cut short, those it still shows."""
     m = re.search(r"_\[([^\]%]*)", job_id)
-    ids: set[int] = set()
+    ranges = []
     for part in m.group(1).split(",") if m else ():
         span, _, step = part.partition(":")
         lo, _, hi = span.partition("-")
         try:
-            ids.update(range(int(lo), int(hi or lo) + 1, int(step or 1)))
+            ranges.append(range(int(lo), int(hi or lo) + 1, max(int(step or 1), 1)))
         except ValueError:
             continue  # cut short here (`7...`): what it stood for is not shown
-    return ids
+    return ranges
 
 
 def _tasks(row: Row, listed: set[int]) -> int:
@@ -141,8 +142,9 @@ def _tasks(row: Row, listed: set[int]) -> int:
     off it (`123_[2-98:2%1]` beside `123_2`): those with a row of their own are not counted twice."""
     if "[" not in row.job_id:
         return 1
-    ids = _task_ids(row.job_id)
-    return max(len(ids - listed), 1) if ids else task_count(row.job_id)
+    ranges = _task_ranges(row.job_id)
+    twice = sum(1 for task in listed if any(task in r for r in ranges))
+    return max(sum(len(r) for r in ranges) - twice, 1)
 
 
 # A row starts with a job id and the separator: 123, 123_4, 123+1, 123_[4-98:2%1], or such a
@@ -194,12 +196,16 @@ def _time(text: str) -> Optional[float]:
 
 
 def refusal_reason(message: str) -> str:
-    """The reason sbatch gives: the line before the generic "Batch job submission failed", or that line."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    """The reason sbatch gives: the generic "Batch job submission failed: ..." line, or, when that is the
+    accounting-policy text (the same for every limit), the line before it, which names the limit.
+
+    sbatch's own notices between attempts ("... sleeping and retrying") are never the reason.
+    """
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().endswith("retrying")]
     for i, line in enumerate(lines):
         if "batch job submission failed" in line.lower():
             before = lines[i - 1] if i else ""
-            if before.lower().startswith("sbatch: error:") and "batch job submission failed" not in before.lower():
+            if "violates accounting/qos policy" in line.lower() and before.lower().startswith("sbatch: error:"):
                 return before
             return line
     return lines[0] if lines else ""

@@ -176,9 +176,16 @@ class SlurmEngine:
         accounting = True
         notes: list[str] = []
         problems: list[str] = []
-        if (need_sacct or searching) and not quick:
+        # A recorded id that squeue shows with another job's token: the job with the token is searched for.
+        window = bool(searching) or any(_foreign(j, by_base.get(j.job_id, []), None) for j in jobs)
+        argv = self._sacct_argv(need_sacct, jobs, claims, window, now)
+        if argv and (need_sacct or searching) and not quick:
             try:
-                accounted = self._query(self._sacct_argv(need_sacct, jobs, claims, bool(searching), now), False)
+                accounted = self._query(argv, False)
+                if not window and _named_no_job(need_sacct, by_base, accounted):
+                    # Rare: a recorded id that names no job at all (a garbled answer). Only a window search
+                    # can find the job that carries the folder's token: the one run with a second sacct.
+                    accounted += self._query(self._sacct_argv(need_sacct, jobs, claims, True, now) or [], False)
             except EngineError as e:
                 if "accounting storage is disabled" in str(e).lower():
                     accounting = False  # accounted stays None: nothing absent from squeue is ruled out
@@ -252,7 +259,7 @@ class SlurmEngine:
         claims: dict[Path, Optional[tuple[str, float]]],
         searching: bool,
         now: float,
-    ) -> list[str]:
+    ) -> Optional[list[str]]:
         """One sacct: the recorded ids that left the queue, by id; or, while a claim without an id is being
         searched for (or the ids would not fit in one argument), every job of this user since the oldest
         pending submission, bounded by --lookback.
@@ -260,14 +267,25 @@ class SlurmEngine:
         By id, sacct finds a job however it ended, also one that was never eligible to start (held, a
         future --begin, an unmet dependency) and was cancelled: a time window never shows those.
         """
-        argv = ["sacct", "-X", "--noheader", "--parsable2", f"--delimiter={SEP}", f"--format={SACCT_FIELDS}"]
+        # --user always: with --jobs alone, sacct looks at every user's jobs.
+        argv = [
+            "sacct",
+            "-X",
+            "--noheader",
+            "--parsable2",
+            f"--delimiter={SEP}",
+            f"--format={SACCT_FIELDS}",
+            f"--user={self.user}",
+        ]
         ids = ",".join(sorted({j.job_id for j in ended if j.job_id.isdigit()}))  # a hand-edited record: not asked
         if not searching and len(ids) < MAX_ID_LIST:
-            return [*argv, f"--jobs={ids}"]
+            return [*argv, f"--jobs={ids}"] if ids else None
         since = [j.submitted for j in jobs] + [c[1] for c in claims.values() if c]
+        if not since:
+            return None
         start = max(min(since) - 300, parse_lookback(self.lookback, now))
         when = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")  # read in UTC (query_env)
-        return [*argv, f"--user={self.user}", f"--starttime={when}", "--endtime=now"]
+        return [*argv, f"--starttime={when}", "--endtime=now"]
 
     def _query(self, argv: list[str], squeue: bool) -> list[Row]:
         result = self.run(argv, self.timeout, None, self.query_env)
@@ -292,6 +310,12 @@ def _foreign(job: Submitted, queued: list[Row], accounted: Optional[list[Row]]) 
     if not job.token:
         return False
     return any(r.comment != job.token for r in queued) or any(r.comment and r.comment != job.token for r in accounted or [])
+
+
+def _named_no_job(jobs: Sequence[Submitted], queued: dict[str, list[Row]], accounted: list[Row]) -> bool:
+    """Does a recorded id (with a token to look for) name no job in squeue nor in sacct's answer by id?"""
+    answered = {r.base for r in accounted}
+    return any(j.token and j.job_id not in queued and j.job_id not in answered for j in jobs)
 
 
 def _without_accounting(job: Submitted) -> Status:

@@ -70,10 +70,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser, which knows every engine's options and gives argparse's usual message and exit status.
     """
     args_list = sys.argv[1:] if argv is None else list(argv)
-    try:
-        return _parser(engines=False).parse_args(args_list)
-    except _Incomplete:
-        return _parser(engines=True).parse_args(args_list)
+    core = _parser(engines=False)
+    known = {option for action in core._actions for option in action.option_strings}
+    # A long option the core does not know goes to the full parser before the core acts on any other
+    # (--version would otherwise exit 0 before the core parser saw the unknown option).
+    if all(not a.startswith("--") or a.split("=", 1)[0] in known for a in args_list):
+        try:
+            return core.parse_args(args_list)
+        except _Incomplete:
+            pass
+    return _parser(engines=True).parse_args(args_list)
 
 
 def _parser(engines: bool) -> argparse.ArgumentParser:

@@ -399,6 +399,18 @@ POLICY = (
             "permanent",
         ),
         (POLICY, "unknown"),  # the generic line alone does not say which limit
+        (f"sbatch: error: AssocGrpSubmitJobsLimit\n{POLICY}", "transient"),
+        (
+            "sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying\n"
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+            "permanent",
+        ),  # fmt: skip
+        (f"sbatch: error: AssocGrpSubmitJobsLimit\n{POLICY}", "transient"),
+        (
+            "sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying\n"
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+            "permanent",
+        ),  # fmt: skip
         ("sbatch: error: Batch job submission failed: Something only a newer Slurm says", "unknown"),
     ],
 )
@@ -451,7 +463,7 @@ def test_rows_of_an_older_job_with_a_reused_id_are_not_this_jobs(tmp_path: Path)
     assert SlurmEngine(runner=runner).observe(jobs(1, tmp_path), []).statuses["1"].state is State.UNKNOWN
 
 
-@pytest.mark.parametrize("line", ["#SBATCH --clusters=other", "#SBATCH -M other"])
+@pytest.mark.parametrize("line", ["#SBATCH --clusters=other", "#SBATCH -M other", "#SBATCH --time=5 --cluster=x", "#SBATCH -Mx"])
 def test_a_job_for_another_cluster_is_refused_before_anything_is_sent(tmp_path: Path, line: str) -> None:
     runner = FakeRunner()
     with pytest.raises(SubmitRefused, match="followed on this cluster only") as refused:
@@ -468,3 +480,53 @@ def test_a_hand_edited_record_id_is_never_put_to_sacct_and_a_huge_list_becomes_a
     many = [Submitted("slurm", str(10**7 + i), time.time() - 60, tmp_path / str(i)) for i in range(20_000)]
     SlurmEngine(runner=runner).observe(many, [])
     assert runner.count("sacct") == 1 and any(a.startswith("--starttime=") for a in runner.calls[1])
+
+
+def test_sacct_by_id_asks_only_for_this_users_jobs_and_only_when_there_is_an_id(tmp_path: Path) -> None:
+    runner = FakeRunner(squeue=ok(""), sacct=ok(""))
+    SlurmEngine(runner=runner, user="alice").observe(jobs(1, tmp_path), [])
+    assert "--user=alice" in runner.calls[1] and "--jobs=1" in runner.calls[1]  # with --jobs alone: every user's
+    runner = FakeRunner(squeue=ok(""), sacct=ok(""))
+    SlurmEngine(runner=runner).observe([Submitted("slurm", "garbled", time.time(), tmp_path / "g")], [])
+    assert runner.count("sacct") == 0  # never `--jobs=` with nothing after it
+
+
+def test_a_recorded_id_that_names_no_job_is_searched_for_by_its_token(tmp_path: Path) -> None:
+    # By id, sacct only answers for recorded ids: the job that carries the token needs a window search.
+    d = tmp_path / "lost"
+    d.mkdir()
+    record = Submitted("slurm", "5", time.time() - 60, d, "jobroot-lost")
+    right = SEP.join(["77", "COMPLETED", "0:0", "2026-11-27T08:00:00", "2026-11-27T08:00:05", "jobroot-lost", str(d)])
+    runner = FakeRunner(squeue=ok(""), sacct=ok(right + "\n"))
+
+    def by_id_then_window(argv: Sequence[str], timeout: float, cwd: Path | None, env: Mapping[str, str] | None = None) -> Result:
+        by_id = any(a.startswith("--jobs=") for a in argv)
+        return runner(argv, timeout, cwd, env) if not by_id else (runner.calls.append(list(argv)), ok(""))[1]
+
+    obs = SlurmEngine(runner=by_id_then_window).observe([record], [])
+    assert obs.found == {"lost": "77"}
+    assert [any(a.startswith("--starttime=") for a in c) for c in runner.calls if c[0] == "sacct"] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("line", "option"),
+    [
+        ("#SBATCH --nodes=2 --account=mine", "account"),  # sbatch reads every option on the line
+        ("#SBATCH -Amine", "account"),
+        ("#SBATCH --acc=mine", "account"),  # an abbreviation sbatch accepts
+        ("#SBATCH -t10:00", "time"),
+        ("#SBATCH -G 2", "gpus"),
+    ],
+)
+def test_a_jobs_own_option_is_seen_in_every_spelling_sbatch_reads(tmp_path: Path, line: str, option: str) -> None:
+    runner = FakeRunner(sbatch=ok("42\n"))
+    SlurmEngine(runner=runner, sbatch_defaults=f"--{option}=site").submit(make_job(tmp_path, f"#!/bin/bash\n{line}\ntrue\n"))
+    assert f"--{option}=site" not in runner.calls[0]
+
+
+@pytest.mark.parametrize("default", ["--clusters=other", "--wait", "--export=NONE", "--chdir=/x", "--comment=x"])
+def test_options_that_change_how_jobs_are_followed_are_never_site_defaults(default: str) -> None:
+    from jobroot.engines._slurmenv import sbatch_defaults
+
+    with pytest.raises(Exception, match="cannot be a default"):
+        sbatch_defaults(f"--account=lab {default}")

@@ -195,13 +195,9 @@ def test_an_arrays_unstarted_remainder_is_a_row_of_its_own_and_counts_every_task
 
 
 def test_task_counts_with_steps_throttles_and_cut_short_lists() -> None:
-    assert [task_count(i) for i in ("123_[6-98:2%1]", "123_[0-98:2]", "123_[1,3,5-9%2]", "123_[1-3,7...", "123_4")] == [
-        47,
-        50,
-        7,
-        3,
-        1,
-    ]
+    ids = ("123_[6-98:2%1]", "123_[0-98:2]", "123_[1,3,5-9%2]", "123_[1-3,7...", "123_4")
+    assert [task_count(i) for i in ids] == [47, 50, 7, 3, 1]
+    assert task_count("123_[0-4000000%10]") == 4_000_001  # Slurm's largest array: counted, not listed
 
 
 @pytest.mark.parametrize("accounted", [None, []], ids=["sacct failed", "sacct has no rows yet"])
