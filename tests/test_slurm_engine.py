@@ -400,6 +400,8 @@ POLICY = (
         ),
         (POLICY, "unknown"),  # the generic line alone does not say which limit
         (f"sbatch: error: AssocGrpSubmitJobsLimit\n{POLICY}", "transient"),
+        # sbatch's notice between its attempts is not the reason, even right before the policy line
+        ("sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying\n" + POLICY, "unknown"),
         (
             "sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying\n"
             "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
