@@ -204,7 +204,7 @@ CATALOGUE = [
     M("a drained partition is a permanent refusal", "engines/_slurmparse.py", '    "required partition not available (inactive or drain)",', "",
       "tests/test_slurm_as_run.py::test_a_drained_partition_keeps_folders_waiting_until_it_is_back", cluster=True),
     M("the claim token is not recorded", "jobroot/folders.py", '        token = str(json.loads((job_dir / CLAIM).read_text())["token"])',
-      '        token = ""', "tests/test_slurm_cluster.py::test_kill_right_after_sbatch_returns_never_submits_twice", cluster=True),
+      '        token = ""', "tests/test_fs.py::test_the_record_keeps_the_claims_token"),
 ]  # fmt: skip
 
 

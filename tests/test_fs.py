@@ -123,3 +123,10 @@ def test_settle_time_counts_change_times_not_only_modification_times(tmp_path: P
     newest = os.lstat(job / "input.dat").st_ctime
     assert newest > os.lstat(job).st_ctime and newest > past + 900
     assert fs.newest_change(job) == newest
+
+
+def test_the_record_keeps_the_claims_token(tmp_path: Path) -> None:
+    # The token is what later proves a recorded id is this folder's job (a garbled sbatch answer names another).
+    (tmp_path / fs.CLAIM).write_text('{"token": "jobroot-abc", "claimed": 1.0}')
+    written = fs.write_record(tmp_path, "slurm", "42", 2.0)
+    assert written.token == "jobroot-abc" and fs.read_record(tmp_path) == written

@@ -93,7 +93,9 @@ def test_a_drained_partition_keeps_folders_waiting_until_it_is_back(slurm_root: 
             make_job(slurm_root, name, "#!/bin/bash\n#SBATCH --partition=maint\ntrue\n")
         result = run(slurm_root, "--command-timeout", "2")
         assert result.returncode == 0, result.stderr
-        assert "Required partition not available" in (slurm_root / fs.LOG).read_text()
+        log = (slurm_root / fs.LOG).read_text()
+        assert "Required partition not available" in log
+        assert "not known to be passing" not in log  # known to pass: never counted toward a final refusal
         assert os.listdir(slurm_root / "complete") == []  # nothing rejected for good
         assert os.listdir(slurm_root / "inbox") == ["m2"]  # the batch stopped at the first refusal
     finally:
