@@ -87,3 +87,10 @@ def test_an_engine_option_given_to_another_engine_records_nothing(tmp_path: Path
     assert run(r, "-s", "-e", "local").returncode == 0
     later = run(r, "--max-queued", "5")  # on a plain run too, not only at setup
     assert later.returncode == 2 and "--max-queued is not an option of the local engine" in later.stderr
+
+
+def test_the_core_only_parser_never_decides_what_the_full_parser_would_refuse(tmp_path: Path) -> None:
+    # --version after a bad engine option: the full parser refuses the option first (exit 2), as before.
+    result = run(tmp_path, "--max-queued=abc", "--version")
+    assert result.returncode == 2 and "invalid positive value" in result.stderr
+    assert run(tmp_path, "--version").returncode == 0
