@@ -28,32 +28,41 @@ def command_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in _KEPT or not k.startswith(_DROPPED)}
 
 
-def user_sets(script: Path, option: str) -> bool:
-    """Does job.sh set the sbatch option itself, in any spelling sbatch reads: any word of any `#SBATCH`
-    line, `--option[=value]` or an unambiguous abbreviation of it (`--acc=lab`), or its short form with
-    or without a space (`-A lab`, `-Alab`)? A command-line option would override it."""
+def sbatch_words(script: Path) -> list[str]:
+    """Every word of every `#SBATCH` line of job.sh (sbatch reads all options on a line); read once per submission."""
     import shlex
 
     try:
         text = script.read_text(errors="replace")
     except OSError:
-        return False
-    short = _SHORT.get(option)
+        return []
+    words: list[str] = []
     for line in text.splitlines():
-        if not line.startswith("#SBATCH"):
-            continue
-        try:
-            words = shlex.split(line[len("#SBATCH") :], comments=True)
-        except ValueError:
-            words = line.split()[1:]
-        for word in words:
-            if word.startswith("--"):
-                name = word[2:].split("=", 1)[0]
-                if name == option or (len(name) >= 3 and option.startswith(name)):
-                    return True
-            elif short and word.startswith("-" + short):
+        if line.startswith("#SBATCH"):
+            try:
+                words += shlex.split(line[len("#SBATCH") :], comments=True)
+            except ValueError:
+                words += line.split()[1:]
+    return words
+
+
+def user_sets(words: list[str], option: str) -> bool:
+    """Do job.sh's #SBATCH words (sbatch_words) set the option, in any spelling sbatch reads: `--option[=value]`
+    or an unambiguous abbreviation of it (`--acc=lab`), or its short form with or without a space (`-A lab`,
+    `-Alab`)? A command-line option would override it."""
+    short = _SHORT.get(option)
+    for word in words:
+        if word.startswith("--"):
+            if _spells(word[2:].split("=", 1)[0], option):
                 return True
+        elif short and word.startswith("-" + short):
+            return True
     return False
+
+
+def _spells(name: str, option: str) -> bool:
+    """Is `--name` the option, or an abbreviation of it sbatch would take (three letters or more)?"""
+    return name == option or (len(name) >= 3 and option.startswith(name))
 
 
 def sbatch_defaults(text: str) -> str:
@@ -69,7 +78,7 @@ def sbatch_defaults(text: str) -> str:
     if bad:
         raise argparse.ArgumentTypeError(f"--sbatch-defaults: give long options such as --account=lab, not {bad[0]!r}")
     names = [w[2:].split("=", 1)[0] for w in words]
-    kept = [n for n in names if any(o == n or (len(n) >= 3 and o.startswith(n)) for o in _NOT_DEFAULTS)]
+    kept = [n for n in names if any(_spells(n, o) for o in _NOT_DEFAULTS)]
     if kept:
         raise argparse.ArgumentTypeError(f"--sbatch-defaults: --{kept[0]} changes how jobs are followed; it cannot be a default")
     return text

@@ -30,7 +30,7 @@ from jobroot.engine import (
     SubmitUnknown,
 )
 from jobroot.engines._process import Runner, run
-from jobroot.engines._slurmenv import command_env, user_sets
+from jobroot.engines._slurmenv import command_env, sbatch_words, user_sets
 from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
 from jobroot.engines._slurmparse import (
     KNOWN,
@@ -112,16 +112,16 @@ class SlurmEngine:
     def submit(self, job_dir: Path) -> str:
         import secrets  # only submissions need it (3 ms of imports)
 
-        script = job_dir / "job.sh"
-        if user_sets(script, "clusters"):  # its squeue, sacct and scancel would all need -M: not followed yet
+        lines = sbatch_words(job_dir / "job.sh")
+        if user_sets(lines, "clusters"):  # its squeue, sacct and scancel would all need -M: not followed yet
             raise SubmitRefused("job.sh sets #SBATCH --clusters; jobs are followed on this cluster only: remove that line", True)
         refusals = _earlier_refusals(job_dir)
         # The token goes in --comment so the next run can find this job if its id is never recorded (or
         # is garbled); a comment the user set is kept, and then there is no token ("").
-        token = "" if user_sets(script, "comment") else f"jobroot-{secrets.token_hex(8)}"
+        token = "" if user_sets(lines, "comment") else f"jobroot-{secrets.token_hex(8)}"
         claimed = time.time()
         _write_claim(job_dir, token, claimed, refusals)
-        defaults = [d for d in self.defaults if not user_sets(script, d[2:].split("=", 1)[0])]
+        defaults = [d for d in self.defaults if not user_sets(lines, d[2:].split("=", 1)[0])]
         argv = ["sbatch", "--parsable", *defaults, *([f"--comment={token}"] if token else []), "job.sh"]
         try:
             result = self.run(argv, self.timeout, job_dir, self.env)
