@@ -166,18 +166,15 @@ class SlurmEngine:
         )
         by_base = _group(queued)
         claims = {path: _read_claim(path) for path in claimed}
-        need_sacct = [
-            j
-            for j in jobs
-            if _foreign(j, by_base.get(j.job_id, []), None) or not any(is_active(r.word) for r in by_base.get(j.job_id, []))
-        ]
+        # A recorded id that squeue shows with another job's token: the job with the token is searched for.
+        mismatched = {j.job_id for j in jobs if _foreign(j, by_base.get(j.job_id, []), None)}
+        need_sacct = [j for j in jobs if j.job_id in mismatched or not any(is_active(r.word) for r in by_base.get(j.job_id, []))]
         searching = [p for p, c in claims.items() if c and _match(p, c, queued) is None]
         accounted: Optional[list[Row]] = None  # None: sacct not asked, or it failed
         accounting = True
         notes: list[str] = []
         problems: list[str] = []
-        # A recorded id that squeue shows with another job's token: the job with the token is searched for.
-        window = bool(searching) or any(_foreign(j, by_base.get(j.job_id, []), None) for j in jobs)
+        window = bool(searching or mismatched)
         argv = self._sacct_argv(need_sacct, jobs, claims, window, now)
         if argv and (need_sacct or searching) and not quick:
             try:
