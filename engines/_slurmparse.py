@@ -270,7 +270,10 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
     if accounted and len(final) < len(accounted):
         return Status(State.ACTIVE) if queued else Status(State.UNKNOWN)  # accounting has not heard the end yet
     array = any("_" in r.job_id for r in queued + (accounted or []))
-    if queued and {r.job_id for r in queued} - {r.job_id for r in final}:
+    accounted_ids = {r.job_id for r in final}
+    if array and any("[" in r.job_id for r in final):
+        accounted_ids.add(job_id)  # squeue shows a cancelled remainder by its bare id, sacct as `123_[4-98:2%1]`
+    if queued and {r.job_id for r in queued} - accounted_ids:
         if all(r.word in SUCCESS for r in queued) and not (array and accounting):
             return Status(State.DONE)  # the controller says so; no exit code is needed for a success
         if accounting:
@@ -288,13 +291,24 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
     else:
         listed = {int(r.job_id.split("_")[1]) for r in final if re.fullmatch(r"\d+_\d+", r.job_id)}
         total, bad = sum(_tasks(r, listed) for r in final), sum(_tasks(r, listed) for r in failed)
-        shown = ", ".join(f"{r.job_id} {describe_failure(r)}" + _never_ran(r, listed) for r in failed)
-        head = f"Slurm reports {bad} of {total} tasks of job {job_id} failed: {shown}."
+        shown = ", ".join(f"{r.job_id} {describe_failure(r)}" + _never_ran(r, listed, array) for r in failed)
+        if any(_uncounted(r, array) for r in failed):
+            head = f"Slurm reports tasks of job {job_id} failed: {shown}."  # how many is no longer known
+        else:
+            head = f"Slurm reports {bad} of {total} tasks of job {job_id} failed: {shown}."
     return Status(State.FAILED, f"{head}\n{lines}")
 
 
-def _never_ran(row: Row, listed: set[int]) -> str:
-    """For an array's remainder row (`123_[4-98:2%1]`): its tasks ended before they started."""
+def _uncounted(row: Row, array: bool) -> bool:
+    """An array's remainder shown by its bare id (`123`): squeue always, and sacct at times, print it so once
+    it is cancelled, when slurmctld has emptied its list of tasks. How many it stood for is not shown."""
+    return array and "_" not in row.job_id
+
+
+def _never_ran(row: Row, listed: set[int], array: bool) -> str:
+    """For an array's remainder row (`123_[4-98:2%1]`, or a bare `123`): its tasks ended before they started."""
+    if _uncounted(row, array):
+        return " (the tasks that had not started; Slurm no longer lists them)"
     if "[" not in row.job_id:
         return ""
     n = _tasks(row, listed)

@@ -194,6 +194,29 @@ def test_an_arrays_unstarted_remainder_is_a_row_of_its_own_and_counts_every_task
     assert status.reason.startswith("Slurm reports 48 of 50 tasks of job 123 failed: 123_[2-98:2%1] CANCELLED by uid 0 (48 tasks")
 
 
+def test_a_remainder_shown_by_its_bare_id_is_tasks_that_never_started_not_one_task() -> None:
+    # Captured: once the remainder is cancelled, sacct at times prints it as `3486`, with no task list left.
+    rows = parse_rows(captured("sacct-array-remainder-bare", "22.05.8"), False)
+    status = decide("3486", [], rows)
+    assert status.state is State.FAILED
+    first = status.reason.splitlines()[0]
+    assert first == (
+        "Slurm reports tasks of job 3486 failed: 3486 CANCELLED by uid 0"
+        " (the tasks that had not started; Slurm no longer lists them)."
+    )
+    assert decide("3486", [], [r for r in rows if r.job_id != "3486"]).state is State.DONE  # the bare row is what fails
+
+
+def test_squeues_bare_remainder_row_is_the_one_sacct_lists_with_its_tasks() -> None:
+    # squeue always prints a cancelled remainder as `123`; sacct as `123_[2-98:2%1]`: the same record,
+    # so the sweep need not wait for slurmctld to forget it (MinJobAge, 300 s by default).
+    queued = [make_row("123", "CANCELLED"), make_row("123_0", "COMPLETED"), make_row("123_2", "COMPLETED")]
+    done_two = [acct("123_0", "COMPLETED"), acct("123_2", "COMPLETED"), acct("123_[2-98:2%1]", "CANCELLED by 0")]
+    status = decide("123", queued, parse_rows("\n".join(done_two), False))
+    assert status.state is State.FAILED, status
+    assert "(48 tasks that never started)" in status.reason
+
+
 def test_task_counts_with_steps_throttles_and_cut_short_lists() -> None:
     ids = ("123_[6-98:2%1]", "123_[0-98:2]", "123_[1,3,5-9%2]", "123_[1-3,7...", "123_4")
     assert [task_count(i) for i in ids] == [47, 50, 7, 3, 1]
