@@ -7,7 +7,6 @@ assembles the commands, runs them, and matches claims to jobs.
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation
 # at import, ~10 ms per run (measured); real annotation objects cost nothing.
 
-import json
 import os
 import pwd
 import re
@@ -16,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from jobroot import folders as fs
 from jobroot.config import positive, seconds
 from jobroot.engine import (
     CommandFailed,
@@ -29,6 +27,7 @@ from jobroot.engine import (
     SubmitRefused,
     SubmitUnknown,
 )
+from jobroot.engines._claim import count_refusal, earlier_refusals, forget_claim, read_claim, write_claim
 from jobroot.engines._process import Runner, run
 from jobroot.engines._slurmenv import command_env, sbatch_words, user_sets
 from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
@@ -50,7 +49,6 @@ from jobroot.folders import Submitted
 
 TIMEOUT = 60.0  # seconds for any one command; sbatch against a dead controller gives up after ~9 s
 CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and slurmctld
-REFUSAL_TRIES = 3  # an sbatch refusal in neither table is tried this many times (across runs), then final
 MAX_ID_LIST = 100_000  # characters of --jobs=: one argument may not pass 128 KiB (Linux); beyond, a window search
 REUSED_ID = 7 * 86400.0  # sacct rows submitted this long before a job's record belong to an older job with its id
 
@@ -115,12 +113,12 @@ class SlurmEngine:
         lines = sbatch_words(job_dir / "job.sh")
         if user_sets(lines, "clusters"):  # its squeue, sacct and scancel would all need -M: not followed yet
             raise SubmitRefused("job.sh sets #SBATCH --clusters; jobs are followed on this cluster only: remove that line", True)
-        refusals = _earlier_refusals(job_dir)
+        refusals = earlier_refusals(job_dir)
         # The token goes in --comment so the next run can find this job if its id is never recorded (or
         # is garbled); a comment the user set is kept, and then there is no token ("").
         token = "" if user_sets(lines, "comment") else f"jobroot-{secrets.token_hex(8)}"
         claimed = time.time()
-        _write_claim(job_dir, token, claimed, refusals)
+        write_claim(job_dir, token, claimed, refusals)
         defaults = [d for d in self.defaults if not user_sets(lines, d[2:].split("=", 1)[0])]
         argv = ["sbatch", "--parsable", *defaults, *([f"--comment={token}"] if token else []), "job.sh"]
         try:
@@ -131,7 +129,7 @@ class SlurmEngine:
                 return job_id  # created; sbatch was still waiting for the job to end (#SBATCH --wait)
             raise SubmitUnknown(str(e)) from e
         except CommandFailed as e:
-            _forget_claim(job_dir)
+            forget_claim(job_dir)
             raise SubmitRefused(str(e), permanent=False) from e
         # An id printed means a job was created, whatever the exit status: with #SBATCH --wait, sbatch
         # waits for the job and exits with the job's own status.
@@ -143,16 +141,10 @@ class SlurmEngine:
         message = result.stderr.strip() or result.stdout.strip() or f"sbatch exited with {result.returncode}"
         kind = classify_refusal(message)
         if kind == "unknown":
-            refusals.append(message)
-            if len(refusals) >= REFUSAL_TRIES:
-                kind = "permanent"
-                attempts = "\n".join(f"attempt {i}: {m}" for i, m in enumerate(refusals, 1))
-                message = f"sbatch refused it {len(refusals)} times, for a reason not known to be passing:\n{attempts}"
-            else:
-                _write_claim(job_dir, token, claimed, refusals)
-                message += f" (a refusal not known to be passing or final: attempt {len(refusals)} of {REFUSAL_TRIES})"
+            final, message = count_refusal(job_dir, token, claimed, refusals, message, "sbatch")
+            kind = "permanent" if final else kind
         if kind == "permanent":
-            _forget_claim(job_dir)  # refused on its merits: nothing was created
+            forget_claim(job_dir)  # refused on its merits: nothing was created
         # A transient error may come after slurmctld created the job (a lost answer): the claim stays,
         # and the next run adopts the job by its token, or submits again once the grace period is over.
         raise SubmitRefused(message, permanent=kind == "permanent")
@@ -165,7 +157,7 @@ class SlurmEngine:
             ["squeue", "--noheader", "--array", "--states=all", f"--user={self.user}", f"--format={SQUEUE_FORMAT}"], True
         )
         by_base = _group(queued)
-        claims = {path: _read_claim(path) for path in claimed}
+        claims = {path: read_claim(path) for path in claimed}
         # A recorded id that squeue shows with another job's token: the job with the token is searched for.
         mismatched = {j.job_id for j in jobs if _foreign(j, by_base.get(j.job_id, []), None)}
         need_sacct = [j for j in jobs if j.job_id in mismatched or not any(is_active(r.word) for r in by_base.get(j.job_id, []))]
@@ -331,35 +323,6 @@ def _group(rows: list[Row]) -> dict[str, list[Row]]:
     for r in rows:
         grouped.setdefault(r.base, []).append(r)
     return grouped
-
-
-def _read_claim(path: Path) -> Optional[tuple[str, float]]:
-    try:
-        data = json.loads((path / fs.CLAIM).read_text())
-        return str(data["token"]), float(data["claimed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_claim(job_dir: Path, token: str, claimed: float, refusals: list[str]) -> None:
-    record = {"token": token, "claimed": claimed, **({"refusals": refusals} if refusals else {})}
-    fs.write_atomic(job_dir / fs.CLAIM, json.dumps(record) + "\n")
-
-
-def _earlier_refusals(job_dir: Path) -> list[str]:
-    """The words of earlier unrecognised refusals of this folder, kept in its claim across runs."""
-    try:
-        refusals = json.loads((job_dir / fs.CLAIM).read_text()).get("refusals", [])
-        return [str(r) for r in refusals] if isinstance(refusals, list) else []
-    except (OSError, ValueError, AttributeError):
-        return []
-
-
-def _forget_claim(job_dir: Path) -> None:
-    try:
-        os.unlink(job_dir / fs.CLAIM)  # sbatch certainly submitted nothing
-    except OSError:
-        pass
 
 
 def _match(path: Path, claim: tuple[str, float], rows: list[Row]) -> Optional[Row]:

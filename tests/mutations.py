@@ -178,7 +178,7 @@ CATALOGUE = [
       "        if False:", "tests/test_slurm_engine.py::test_an_error_on_stderr_with_exit_0_is_a_failed_query"),
     M("recorded jobs searched by a time window (held jobs never found)", "engines/slurm.py", "        if not searching and len(ids) < MAX_ID_LIST:\n", "        if False:\n",
       "tests/test_slurm_engine.py::test_one_squeue_and_one_sacct_however_many_have_ended"),
-    M("an unrecognised refusal retried forever", "engines/slurm.py", "            if len(refusals) >= REFUSAL_TRIES:", "            if False:",
+    M("an unrecognised refusal retried forever", "engines/_claim.py", "    if len(refusals) >= REFUSAL_TRIES:", "    if False:",
       "tests/test_slurm_engine.py::test_an_unrecognised_refusal_is_tried_a_bounded_number_of_times_then_final_with_every_attempts_words"),
     M("sbatch --wait's job status read as a refusal", "engines/slurm.py", "        job_id = parse_sbatch_id(result.stdout)\n",
       "        job_id = parse_sbatch_id(result.stdout) if result.returncode == 0 else None\n",

@@ -423,7 +423,7 @@ def test_refusals_are_judged_by_the_reason_slurm_gives(stderr: str, kind: str) -
 
 
 def test_an_unrecognised_refusal_is_tried_a_bounded_number_of_times_then_final_with_every_attempts_words(tmp_path: Path) -> None:
-    from jobroot.engines.slurm import REFUSAL_TRIES
+    from jobroot.engines._claim import REFUSAL_TRIES
 
     job = make_job(tmp_path)
     for attempt in range(1, REFUSAL_TRIES + 1):
