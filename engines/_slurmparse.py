@@ -313,17 +313,3 @@ def _never_ran(row: Row, listed: set[int], array: bool) -> str:
         return ""
     n = _tasks(row, listed)
     return f" ({n} tasks that never started)" if n > 1 else " (a task that never started)"
-
-
-def parse_lookback(text: str, now: float) -> float:
-    """`36h`, `7d`, `90m`, `2w` or a date (anything python-dateutil reads) -> epoch seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
-    if m:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
-        return now - float(m.group(1)) * unit
-    from dateutil import parser
-
-    try:
-        return parser.parse(text).timestamp()
-    except (ValueError, OverflowError) as e:
-        raise ValueError(f"--lookback {text!r}: give a duration like 36h or 7d, or a date") from e

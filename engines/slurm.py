@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from jobroot.config import positive, seconds
+from jobroot.config import lookback as lookback_value
+from jobroot.config import parse_lookback, positive, seconds
 from jobroot.engine import (
     CommandFailed,
     CommandTimeout,
@@ -40,7 +41,6 @@ from jobroot.engines._slurmparse import (
     classify_refusal,
     decide,
     is_active,
-    parse_lookback,
     parse_rows,
     parse_sbatch_id,
     task_count,
@@ -55,22 +55,17 @@ REUSED_ID = 7 * 86400.0  # sacct rows submitted this long before a job's record 
 # ---------------------------------------------------------------- the engine
 
 
-def _lookback_value(text: str) -> str:
-    """--lookback as the command line and reconcile.json give it: checked now, read at each run."""
-    import argparse
-
-    try:
-        parse_lookback(text, time.time())
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
 class SlurmEngine:
     name = "slurm"
     SETTINGS = (
-        Setting("max_queued", positive, None, "N", "submit only while this user has fewer than N jobs queued"),
-        Setting("lookback", _lookback_value, "7d", "WHEN", "how far back sacct may look: 36h, 7d or a date (default 7d)"),
+        Setting(
+            "max_queued",
+            positive,
+            None,
+            "N",
+            "submit only while this user has fewer than N jobs and array tasks queued or running",
+        ),
+        Setting("lookback", lookback_value, "7d", "WHEN", "how far back sacct or qacct may look: 36h, 7d or a date (default 7d)"),
         Setting(
             "command_timeout", seconds, TIMEOUT, "SECONDS", "give up on any batch-system command after this long (default 60)"
         ),

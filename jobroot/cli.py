@@ -12,7 +12,7 @@ from typing import Any, NoReturn, Optional, Sequence
 from jobroot import __version__
 from jobroot import folders as fs
 from jobroot.config import DEFAULTS, Options, UsageError, count, resolve, seconds
-from jobroot.engine import ENGINES, engine_class
+from jobroot.engine import ENGINES, Setting, engine_class
 from jobroot.log import LEVELS, Log
 
 DESCRIPTION = """\
@@ -95,7 +95,11 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
     add = p.add_argument
     add("-r", "--root", required=True, type=Path, help="the job root (holds inbox/, pending/, complete/)")
     add("-s", "--setup", action="store_true", help="create the folders; record the engine and the options given")
-    add("-e", "--engine", help="local or slurm (also engines.LocalEngine, engines.SlurmEngine)")
+    add(
+        "-e",
+        "--engine",
+        help="local, slurm or gridengine (also sge, engines.LocalEngine, engines.SlurmEngine, engines.GridEngine)",
+    )
     add("--batch-limit", type=count, metavar="N", help="submit at most N jobs per run (default 50)")
     add("--settle", type=seconds, metavar="SECONDS", help="submit a folder once nothing in it changed for this long (default 5)")
     add(
@@ -116,10 +120,19 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
     add("-v", "--verbose", action="store_true", help="also print each action on stderr")
     add("--log-level", choices=sorted(LEVELS, key=LEVELS.__getitem__), default="info", help="what goes to reconcile.log")
     add("--version", action="version", version=f"%(prog)s {__version__}")
+    # Each option once, in a group naming every engine that takes it (--lookback: slurm and gridengine).
+    owners: dict[str, list[str]] = {}
+    settings: dict[str, Setting] = {}
     for name in ENGINES if engines else ():
-        group = p.add_argument_group(f"{name} engine options")
         for s in engine_class(name).SETTINGS:
-            group.add_argument(s.flag, dest=s.name, type=s.parse, metavar=s.metavar, help=s.help)
+            owners.setdefault(s.name, []).append(name)
+            settings.setdefault(s.name, s)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option, names in owners.items():
+        label = f"{' and '.join(names)} engine options"
+        group = groups.get(label) or groups.setdefault(label, p.add_argument_group(label))
+        s = settings[option]
+        group.add_argument(s.flag, dest=s.name, type=s.parse, metavar=s.metavar, help=s.help)
     p.set_defaults(engine_settings=engines)
     return p
 

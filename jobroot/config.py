@@ -9,6 +9,7 @@ only the chosen engine receives them.
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
@@ -65,6 +66,31 @@ def seconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError("must be 0 or more seconds")
     return value
+
+
+def parse_lookback(text: str, now: float) -> float:
+    """`36h`, `7d`, `90m`, `2w` or a date (anything python-dateutil reads) -> epoch seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        return now - float(m.group(1)) * unit
+    from dateutil import parser
+
+    try:
+        return parser.parse(text).timestamp()
+    except (ValueError, OverflowError) as e:
+        raise ValueError(f"--lookback {text!r}: give a duration like 36h or 7d, or a date") from e
+
+
+def lookback(text: str) -> str:
+    """--lookback as the command line and reconcile.json give it: checked now, read at each run."""
+    import time
+
+    try:
+        parse_lookback(text, time.time())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 # ---------------------------------------------------------------- the merge

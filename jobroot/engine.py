@@ -127,8 +127,17 @@ class EngineClass(Protocol):
 ENGINES = {
     "local": ("jobroot.engines.local", "LocalEngine"),
     "slurm": ("jobroot.engines.slurm", "SlurmEngine"),
+    "gridengine": ("jobroot.engines.gridengine", "GridEngine"),
 }
-_ALIASES = {"engines.LocalEngine": "local", "engines.SlurmEngine": "slurm", "LocalEngine": "local", "SlurmEngine": "slurm"}
+_ALIASES = {
+    "engines.LocalEngine": "local",
+    "engines.SlurmEngine": "slurm",
+    "engines.GridEngine": "gridengine",
+    "LocalEngine": "local",
+    "SlurmEngine": "slurm",
+    "GridEngine": "gridengine",
+    "sge": "gridengine",
+}
 
 
 def canonical_name(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import zipfile
@@ -57,7 +58,7 @@ def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
 
 
 def test_an_idle_run_imports_no_engine(tmp_path: Path) -> None:
-    for engine in ("local", "slurm"):
+    for engine in ("local", "slurm", "gridengine"):
         r = tmp_path / engine
         assert run(r, "-s", "-e", engine).returncode == 0
         idle = subprocess.run([sys.executable, "-X", "importtime", *RECONCILE[1:], "-r", str(r)], capture_output=True, text=True)
@@ -70,10 +71,12 @@ def test_an_idle_run_imports_no_engine(tmp_path: Path) -> None:
 def test_help_groups_the_options_by_engine(tmp_path: Path) -> None:
     result = run(tmp_path, "--help")
     assert result.returncode == 0
-    groups = result.stdout.split("engine options:")  # [..., "local" heading, local options + "slurm" heading, slurm options]
-    assert len(groups) == 3 and groups[0].endswith("local ") and groups[1].rstrip().endswith("slurm")
-    assert "--slots" in groups[1] and "--max-queued" not in groups[1]
-    assert all(flag in groups[2] for flag in ("--max-queued", "--lookback", "--command-timeout")) and "--slots" not in groups[2]
+    heads = re.findall(r"^(.*) engine options:$", result.stdout, re.MULTILINE)
+    assert heads == ["local", "slurm and gridengine", "slurm"]  # an option several engines take is listed once
+    parts = result.stdout.split(" engine options:")
+    assert "--slots" in parts[1] and "--max-queued" not in parts[1]
+    assert all(flag in parts[2] for flag in ("--max-queued", "--lookback", "--command-timeout")) and "--slots" not in parts[2]
+    assert "--sbatch-defaults" in parts[3] and "--lookback" not in parts[3]
 
 
 def test_an_engine_option_given_to_another_engine_records_nothing(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jobroot.config import parse_lookback
 from jobroot.engine import State
 from jobroot.engines._slurmparse import (
     SEP,
@@ -18,7 +19,6 @@ from jobroot.engines._slurmparse import (
     exit_text,
     is_transient,
     make_row,
-    parse_lookback,
     parse_rows,
     parse_sbatch_id,
     task_count,

@@ -1,0 +1,356 @@
+"""Grid Engine engine: qsub in the job's folder; state from one qstat and at most one qacct per run.
+
+The text the commands print is read by the pure functions of _gridparse.py; this module only
+assembles the commands, runs them, and matches claims to jobs.
+
+A second `qstat -xml -j IDS` is asked only for the few jobs that need more than their state: one
+in an error state (for Grid Engine's reason), and, after a run was killed between qsub and the
+record, the user's jobs no folder has recorded (for the token in their account string).
+"""
+
+# No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation
+# at import, ~10 ms per run (measured); real annotation objects cost nothing.
+
+import os
+import pwd
+import shlex
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Mapping, NamedTuple, Optional, Sequence
+
+from jobroot.config import lookback as lookback_value
+from jobroot.config import parse_lookback, positive, seconds
+from jobroot.engine import (
+    CommandFailed,
+    CommandTimeout,
+    EngineError,
+    Observation,
+    Setting,
+    State,
+    Status,
+    SubmitRefused,
+    SubmitUnknown,
+)
+from jobroot.engines._claim import (
+    count_refusal,
+    deleted,
+    earlier_refusals,
+    forget_claim,
+    note_deleted,
+    read_claim,
+    write_claim,
+)
+from jobroot.engines._gridparse import (
+    Detail,
+    Queued,
+    Record,
+    array_id,
+    base_id,
+    classify_refusal,
+    decide,
+    parse_details,
+    parse_qacct,
+    parse_qstat,
+    parse_qsub_id,
+    task_count,
+)
+from jobroot.engines._process import Runner, run
+from jobroot.folders import Submitted
+
+TIMEOUT = 60.0  # seconds for any one command
+CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and qmaster
+REUSED_ID = 7 * 86400.0  # qacct records submitted this long before a job's record belong to an older job with its number
+DELETE_GRACE = 120.0  # a job deleted this long ago with no qacct record never started (the flush is 15 s by default)
+
+
+class Candidate(NamedTuple):
+    """A job of this user that no folder has recorded: what can tie it to a claim."""
+
+    job_id: str  # as qsub -terse would have printed it
+    account: str
+    cwd: str  # "" when only qacct knows the job (it keeps no working directory)
+    submitted: Optional[float]
+
+
+class GridEngine:
+    name = "gridengine"
+    SETTINGS = (
+        Setting(
+            "max_queued",
+            positive,
+            None,
+            "N",
+            "submit only while this user has fewer than N jobs and array tasks queued or running",
+        ),
+        Setting("lookback", lookback_value, "7d", "WHEN", "how far back sacct or qacct may look: 36h, 7d or a date (default 7d)"),
+        Setting(
+            "command_timeout", seconds, TIMEOUT, "SECONDS", "give up on any batch-system command after this long (default 60)"
+        ),
+    )
+
+    def __init__(
+        self,
+        max_queued: Optional[int] = None,
+        lookback: str = "7d",
+        command_timeout: float = TIMEOUT,
+        runner: Runner = run,
+        user: Optional[str] = None,
+        environ: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        self.max_queued = max_queued
+        self.lookback = lookback
+        parse_lookback(lookback, time.time())
+        self.timeout = command_timeout
+        self.run = runner
+        self.user = user or pwd.getpwuid(os.getuid()).pw_name
+        self.env = dict(os.environ if environ is None else environ)  # SGE_ROOT and SGE_CELL say which cell
+        self.query_env = {**self.env, "TZ": "UTC"}  # qstat and qacct print, and qacct -b reads, local time
+
+    def submit(self, job_dir: Path) -> str:
+        import secrets
+
+        # The token goes in the account string (-A), which qstat -j and qacct show back, so the next run
+        # can find this job if its id is never recorded; an account the job sets itself is kept, and
+        # then there is no token ("").
+        token = "" if _sets_account(job_dir / "job.sh") else f"jobroot-{secrets.token_hex(8)}"
+        refusals = earlier_refusals(job_dir)
+        claimed = time.time()
+        write_claim(job_dir, token, claimed, refusals)
+        argv = ["qsub", "-terse", "-cwd", *(["-A", token] if token else []), "job.sh"]
+        try:
+            result = self.run(argv, self.timeout, job_dir, self.env)
+        except CommandTimeout as e:
+            job_id = parse_qsub_id(e.stdout.split("\n", 1)[0])
+            if job_id:
+                return job_id  # created; qsub was still waiting for the job to end (#$ -sync y)
+            raise SubmitUnknown(str(e)) from e
+        except CommandFailed as e:
+            forget_claim(job_dir)
+            raise SubmitRefused(str(e), permanent=False) from e
+        # An id printed means a job was created, whatever the exit status (#$ -sync y exits with the job's).
+        job_id = parse_qsub_id(result.stdout.split("\n", 1)[0])
+        if job_id:
+            return job_id
+        if result.returncode == 0:
+            raise SubmitUnknown(f"qsub exited 0 but printed no job id: {result.stdout.strip()!r}")
+        message = result.stderr.strip() or result.stdout.strip() or f"qsub exited with {result.returncode}"
+        kind = classify_refusal(message)
+        if kind == "unknown":
+            final, message = count_refusal(job_dir, token, claimed, refusals, message, "qsub")
+            kind = "permanent" if final else kind
+        if kind == "permanent":
+            forget_claim(job_dir)  # refused on its merits: nothing was created
+        # A transient error may come after qmaster created the job (a lost answer): the claim stays.
+        raise SubmitRefused(message, permanent=kind == "permanent")
+
+    def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
+        if not jobs and not claimed and self.max_queued is None:
+            return Observation()
+        now = time.time()
+        queued = parse_qstat(self._query(["qstat", "-xml", "-u", self.user], "qstat"))
+        by_job: dict[str, list[Queued]] = {}
+        for q in queued:
+            by_job.setdefault(q.job, []).append(q)
+        recorded = {base_id(j.job_id) for j in jobs}
+        claims: dict[Path, tuple[str, float]] = {}
+        for path in claimed:
+            claim = read_claim(path)
+            if claim is not None:  # None: killed before qsub: submit it
+                claims[path] = claim
+        in_error = [j for j in jobs if any("E" in q.state for q in by_job.get(base_id(j.job_id), []))]
+        gone = [j for j in jobs if base_id(j.job_id) not in by_job]
+        records: Optional[list[Record]] = None  # None: qacct not asked, or it failed
+        problems: list[str] = []
+        if (gone or claims) and not quick:
+            since = [j.submitted for j in gone] + [c[1] for c in claims.values()]
+            try:
+                records = parse_qacct(self._query(self._qacct_argv(min(since), now), "qacct", empty_ok=True))
+            except EngineError as e:
+                problems.append(f"qacct failed; jobs that left qstat wait for it: {e}")
+        accounted: dict[str, list[Record]] = {}
+        for r in records or []:
+            accounted.setdefault(r.job, []).append(r)
+        # qacct's records for a recorded id that left qstat, all with another token: another job's id.
+        foreign = [j for j in gone if j.token and _others(j, accounted.get(base_id(j.job_id), []))]
+        strangers = sorted({q.job for q in queued} - recorded, key=int) if claims or foreign else []
+        notes: list[str] = []
+        details: dict[str, Detail] = {}
+        asked = [base_id(j.job_id) for j in in_error] + strangers
+        if asked and not quick:
+            try:
+                details = {d.job: d for d in parse_details(self._query(["qstat", "-xml", "-j", ",".join(asked)], "qstat -j"))}
+            except EngineError as e:
+                problems.append(f"qstat -j failed; jobs in an error state and unrecorded jobs wait for it: {e}")
+        statuses: dict[str, Status] = {}
+        found: dict[str, str] = {}
+        since_of: dict[str, float] = {}
+        candidates = _candidates(details, strangers, records or [], recorded)
+        for job in jobs:
+            base, path = base_id(job.job_id), Path(job.path)
+            mine = [r for r in accounted.get(base, []) if _own(job, r)]
+            if job in foreign:
+                statuses[job.job_id] = Status(State.UNKNOWN)  # never judged by another job's id
+                match = _match(path, (job.token, job.submitted), candidates)
+                if match:
+                    found[path.name], since_of[path.name] = match.job_id, match.submitted or job.submitted
+                else:
+                    problems.append(f"{path.name}: recorded job {job.job_id} is not this folder's job; looking for it")
+                continue
+            if job in in_error and not quick:
+                statuses[job.job_id] = self._delete_in_error(job, details.get(base), problems)
+                continue
+            status = decide(job.job_id, by_job.get(base, []), mine if records is not None else None)
+            if status.state is State.UNKNOWN and records is not None:
+                status = _after_deletion(job, now) or status
+            statuses[job.job_id] = status
+        unsure: set[str] = set()
+        for path, claim in claims.items():
+            match = _match(path, claim, candidates)
+            if match:
+                found[path.name], since_of[path.name] = match.job_id, match.submitted or claim[1]
+            elif records is None or (strangers and not details) or now - claim[1] < self.timeout + 30:
+                unsure.add(path.name)  # cannot rule a submission out yet
+            elif not claim[0] and any(c.submitted is None or c.submitted >= claim[1] - CLAIM_SLACK for c in candidates):
+                unsure.add(path.name)  # no token, and a job that might be its own: never submit twice
+                problems.append(
+                    f"{path.name}: its job.sh sets its own #$ -A, so its job cannot be told from others once it has "
+                    "left qstat; check its output, then move it to complete/ or back to inbox/ by hand"
+                )
+        room = None
+        if self.max_queued is not None:
+            room = self.max_queued - sum(task_count(q.tasks) for q in queued)
+        return Observation(statuses, found, frozenset(unsure), room, tuple(notes), tuple(problems), since_of)
+
+    def cancel(self, jobs: Sequence[Submitted]) -> None:
+        if not jobs:
+            return
+        now = time.time()
+        for job in jobs:  # a job deleted before it started leaves no record: remember the deletion first
+            note_deleted(Path(job.path), now)
+        self._qdel([base_id(j.job_id) for j in jobs])
+
+    def _qdel(self, ids: list[str]) -> None:
+        result = self.run(["qdel", *ids], self.timeout, None, self.env)
+        if result.returncode != 0:
+            # A job may end between qstat and qdel: `denied: job "41" does not exist` is not a failure.
+            lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+            if not lines or not all(
+                "does not exist" in line or "has deleted" in line or "registered the job" in line for line in lines
+            ):
+                raise CommandFailed(result.argv, result.returncode, result.stderr or result.stdout)
+
+    def _delete_in_error(self, job: Submitted, detail: Optional[Detail], problems: list[str]) -> Status:
+        """A job in an error state (Eqw) never starts by itself: delete it and say why, in Grid Engine's words."""
+        why = "; ".join(dict.fromkeys(detail.messages)) if detail and detail.messages else "qstat -j gave no reason"
+        reason = (
+            f"Grid Engine put job {base_id(job.job_id)} in an error state (Eqw), where it would never start by itself: "
+            f"{why}\nThe job was deleted (qdel); fix the cause, then run the folder again (--retry-failed)."
+        )
+        note_deleted(Path(job.path), time.time(), reason)  # the next run knows why, even if killed right after qdel
+        try:
+            self._qdel([base_id(job.job_id)])
+        except EngineError as e:
+            problems.append(f"{Path(job.path).name}: job {job.job_id} is in an error state and could not be deleted: {e}")
+            return Status(State.ACTIVE, phase="queued")
+        return Status(State.FAILED, reason)
+
+    def _qacct_argv(self, oldest: float, now: float) -> list[str]:
+        start = max(oldest - 300, parse_lookback(self.lookback, now))
+        when = datetime.fromtimestamp(start, timezone.utc).strftime("%Y%m%d%H%M")  # read in UTC (query_env)
+        return ["qacct", "-o", self.user, "-b", when, "-j"]
+
+    def _query(self, argv: list[str], what: str, empty_ok: bool = False) -> str:
+        result = self.run(argv, self.timeout, None, self.query_env)
+        if result.returncode != 0:
+            # Before the first job of a cell ends, qacct has no accounting file: nothing has ended yet.
+            if empty_ok and "no jobs running since startup" in (result.stdout + result.stderr).lower():
+                return ""
+            raise CommandFailed(argv, result.returncode, result.stderr or result.stdout)
+        if not result.stdout.strip() and what != "qacct":
+            raise EngineError(f"{what} printed nothing")  # qstat -xml prints a document even for no jobs
+        try:
+            if what.startswith("qstat"):
+                (parse_qstat if what == "qstat" else parse_details)(result.stdout)
+            else:
+                parse_qacct(result.stdout)
+        except ValueError as e:
+            raise EngineError(f"{what} printed something unexpected: {e}") from e
+        return result.stdout
+
+
+def _own(job: Submitted, record: Record) -> bool:
+    """Is this qacct record (of the job's number) this folder's job? Its token, and not from long before
+    the job's record (job numbers start again from 1 after 9,999,999, or after a new cell)."""
+    recent = record.submitted is None or record.submitted >= job.submitted - REUSED_ID
+    return recent and (not job.token or record.account == job.token)
+
+
+def _others(job: Submitted, records: list[Record]) -> bool:
+    """Does qacct show the job's number only with other tokens, on jobs as recent as this one?"""
+    recent = [r for r in records if r.submitted is None or r.submitted >= job.submitted - REUSED_ID]
+    return bool(recent) and not any(_own(job, r) for r in recent)
+
+
+def _sets_account(script: Path) -> bool:
+    """Does a `#$` line of job.sh set -A (the account string)?"""
+    try:
+        text = script.read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("#$"):
+            try:
+                words = shlex.split(line[2:], comments=True)
+            except ValueError:
+                words = line[2:].split()
+            if "-A" in words:
+                return True
+    return False
+
+
+def _candidates(details: dict[str, Detail], strangers: list[str], records: list[Record], recorded: set[str]) -> list[Candidate]:
+    """This user's jobs no folder has recorded: in qstat (with qstat -j's details) and in qacct."""
+    out = []
+    for j in strangers:
+        if j in details:
+            d = details[j]
+            out.append(Candidate(f"{j}.{d.tasks}" if d.tasks else j, d.account, d.cwd, d.submitted))
+    tasks: dict[str, list[Record]] = {}
+    for r in records:
+        if r.job not in recorded and r.job not in details:
+            tasks.setdefault(r.job, []).append(r)
+    for job, rs in tasks.items():
+        out.append(Candidate(array_id(job, [int(r.task) for r in rs if r.task.isdigit()]), rs[0].account, "", rs[0].submitted))
+    return out
+
+
+def _match(path: Path, claim: tuple[str, float], candidates: list[Candidate]) -> Optional[Candidate]:
+    """The job submitted for this claim: by the token in its account string, else by working directory and time."""
+    token, claimed = claim
+    for c in candidates:
+        if token and c.account == token:
+            return c
+    if token:
+        return None
+    dirs = {str(path), os.path.realpath(path)}
+    for c in candidates:
+        if c.cwd in dirs and (c.submitted or 0) >= claimed - CLAIM_SLACK:
+            return c
+    return None
+
+
+def _after_deletion(job: Submitted, now: float) -> Optional[Status]:
+    """A job the engine deleted that qacct never recorded: it was deleted before it started."""
+    note = deleted(Path(job.path))
+    if note is None:
+        return None
+    when, why = note
+    if why:
+        return Status(State.FAILED, why)
+    if now - when < DELETE_GRACE:
+        return None  # its record may still be on its way to the accounting file
+    return Status(
+        State.FAILED,
+        f"Grid Engine has no record of job {job.job_id}: it was deleted (qdel) before it started, and such a job leaves none.",
+    )
