@@ -194,8 +194,9 @@ def parse_qacct(text: str) -> list[Record]:
             continue  # the heading of an empty answer, or the summary
         failed, _, words = fields.get("failed", "").partition(":")
         exit_status = fields.get("exit_status", "").split(" ", 1)[0]
-        if not failed.strip().isdigit() or not exit_status.isdigit():
-            raise ValueError(f"a qacct record without failed/exit_status: {block.strip()[:300]!r}")
+        # A record cut short could end inside `exit_status 137` (read as 13): one field must follow it.
+        if not failed.strip().isdigit() or not exit_status.isdigit() or list(fields)[-1] == "exit_status":
+            raise ValueError(f"a qacct record without failed/exit_status, or cut short: {block.strip()[:300]!r}")
         task = fields.get("taskid", "undefined")
         summary = " ".join(f"{k} {fields[k]}" for k in ("jobnumber", "taskid", "failed", "exit_status") if k in fields)
         records.append(

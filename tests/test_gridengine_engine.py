@@ -1,0 +1,272 @@
+"""GridEngine's use of the scheduler, with a fake runner that counts calls and injects faults.
+
+Grid Engine's behaviour itself is tested on the real cell (tests/test_gridengine_cell.py); here: how
+many commands a run costs, and what the engine makes of each kind of answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import pytest
+
+from jobroot import folders as fs
+from jobroot.engine import EngineError, Observation, State, SubmitRefused
+from jobroot.engines._process import Result
+from jobroot.engines.gridengine import DELETE_GRACE, GridEngine
+from jobroot.folders import Submitted
+
+Answer = Result | Exception | Callable[[list[str]], Result]
+
+
+class FakeRunner:
+    """Answers each command from a table by its first word (and `qstat -j` apart); records every argv."""
+
+    def __init__(self, **answers: Answer) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str], timeout: float, cwd: Path | None, env: Mapping[str, str] | None = None) -> Result:
+        assert timeout > 0, "every scheduler command needs a timeout"
+        self.calls.append(list(argv))
+        key = "qstat_j" if argv[0] == "qstat" and "-j" in argv else argv[0]
+        answer = self.answers[key]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer(list(argv)) if callable(answer) else answer
+
+    def count(self, command: str) -> int:
+        return sum(1 for c in self.calls if c[0] == command)
+
+
+def ok(stdout: str = "", stderr: str = "", rc: int = 0) -> Result:
+    return Result([], rc, stdout, stderr)
+
+
+def qstat(*jobs: tuple[str, str, str]) -> Result:
+    """`qstat -xml` listing (job, state, tasks)."""
+    rows = "".join(
+        f"<job_list><JB_job_number>{j}</JB_job_number><state>{s}</state>"
+        f"<JB_submission_time>2026-11-27T23:48:07</JB_submission_time>{f'<tasks>{t}</tasks>' if t else ''}</job_list>"
+        for j, s, t in jobs
+    )
+    return ok(f"<?xml version='1.0'?><job_info><queue_info></queue_info><job_info>{rows}</job_info></job_info>")
+
+
+def details(*jobs: tuple[str, str, str]) -> Result:
+    """`qstat -xml -j` for (job, account, message)."""
+    rows = "".join(
+        f"<element><JB_job_number>{j}</JB_job_number><JB_submission_time>{int(time.time())}</JB_submission_time>"
+        f"<JB_account>{a}</JB_account><JB_cwd>/w</JB_cwd><JB_ja_tasks><ulong_sublist><JAT_message_list><element>"
+        f"<QIM_message>11/27/2026 23:52:03 [0:22139]: {m}</QIM_message></element></JAT_message_list></ulong_sublist>"
+        f"</JB_ja_tasks></element>"
+        for j, a, m in jobs
+    )
+    return ok(f"<?xml version='1.0'?><detailed_job_info><djob_info>{rows}</djob_info></detailed_job_info>")
+
+
+def record(job: str, exit_status: int = 0, account: str = "", task: str = "undefined", failed: str = "0") -> str:
+    qsub_time = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime())
+    return (
+        f"==============================================================\njobnumber    {job}\ntaskid       {task}\n"
+        f"account      {account}\nqsub_time    {qsub_time}\nfailed       {failed}\nexit_status  {exit_status}\n"
+        "ru_wallclock 1s\n"
+    )
+
+
+def submitted(tmp_path: Path, job_id: str, token: str = "", age: float = 60) -> Submitted:
+    path = tmp_path / job_id.replace(".", "_")
+    path.mkdir(exist_ok=True)
+    return Submitted("gridengine", job_id, time.time() - age, str(path), token)
+
+
+def test_nothing_pending_asks_nothing() -> None:
+    runner = FakeRunner()
+    assert GridEngine(runner=runner, user="u").observe([], []) == Observation()
+    assert runner.calls == []
+
+
+@pytest.mark.parametrize("pending", [1, 1000])
+def test_one_qstat_and_no_qacct_while_everything_is_queued(tmp_path: Path, pending: int) -> None:
+    runner = FakeRunner(qstat=qstat(*[(str(i), "r", "") for i in range(1, pending + 1)]))
+    obs = GridEngine(runner=runner, user="u").observe([submitted(tmp_path, str(i)) for i in range(1, pending + 1)], [])
+    assert (runner.count("qstat"), runner.count("qacct")) == (1, 0)
+    assert {s.state for s in obs.statuses.values()} == {State.ACTIVE}
+
+
+@pytest.mark.parametrize("pending", [2, 1000])
+def test_one_qstat_and_one_qacct_however_many_have_ended(tmp_path: Path, pending: int) -> None:
+    runner = FakeRunner(qstat=qstat(), qacct=ok("".join(record(str(i), i % 2 * 3) for i in range(1, pending + 1))))
+    obs = GridEngine(runner=runner, user="u").observe([submitted(tmp_path, str(i)) for i in range(1, pending + 1)], [])
+    assert (runner.count("qstat"), runner.count("qacct")) == (1, 1)
+    assert obs.statuses["2"].state is State.DONE and obs.statuses["1"].state is State.FAILED
+    argv = runner.calls[-1]
+    assert argv[:4] == ["qacct", "-o", "u", "-b"] and argv[-1] == "-j"
+
+
+def test_qacct_looks_back_no_further_than_lookback(tmp_path: Path) -> None:
+    runner = FakeRunner(qstat=qstat(), qacct=ok(""))
+    GridEngine(runner=runner, user="u", lookback="1h").observe([submitted(tmp_path, "1", age=30 * 86400)], [])
+    when = time.strptime(runner.calls[-1][4], "%Y%m%d%H%M")
+    assert abs(time.mktime(when) - time.timezone - (time.time() - 3600)) < 120
+
+
+def test_a_qstat_that_failed_is_an_error_never_an_empty_queue(tmp_path: Path) -> None:
+    for answer in (ok(stderr="error: commlib error: got select error (Connection refused)", rc=1), ok(""), ok("<junk")):
+        runner = FakeRunner(qstat=answer)
+        with pytest.raises(EngineError):
+            GridEngine(runner=runner, user="u").observe([submitted(tmp_path, "1")], [])
+
+
+def test_a_qacct_that_failed_leaves_ended_jobs_unknown(tmp_path: Path) -> None:
+    runner = FakeRunner(qstat=qstat(), qacct=ok(stderr="error: can't open accounting file", rc=1))
+    obs = GridEngine(runner=runner, user="u").observe([submitted(tmp_path, "1")], [])
+    assert obs.statuses["1"].state is State.UNKNOWN and "qacct failed" in obs.problems[0]
+    # Before the cell's first job ends there is no accounting file: nothing has ended, and no problem.
+    runner = FakeRunner(qstat=qstat(), qacct=ok("No jobs running since startup", rc=1))
+    obs = GridEngine(runner=runner, user="u").observe([submitted(tmp_path, "1")], [])
+    assert obs.statuses["1"].state is State.UNKNOWN and obs.problems == ()
+
+
+def test_a_job_in_an_error_state_is_deleted_with_grid_engines_reason_remembered_first(tmp_path: Path) -> None:
+    job = submitted(tmp_path, "12", token="jobroot-t")
+    reason = 'error: can\'t open output file "/nonexistent/dir/out": No such file or directory'
+
+    def qdel(argv: list[str]) -> Result:
+        note = json.loads((Path(job.path) / fs.CLAIM).read_text())["deleted"]
+        assert reason in note["why"], "the reason must be on disk before the job is deleted"
+        return ok("root has deleted job 12\n")
+
+    runner = FakeRunner(qstat=qstat(("12", "Eqw", "")), qstat_j=details(("12", "jobroot-t", reason)), qdel=qdel, qacct=ok(""))
+    status = GridEngine(runner=runner, user="u").observe([job], []).statuses["12"]
+    assert status.state is State.FAILED and "error state (Eqw)" in status.reason and reason in status.reason
+    assert ["qstat", "-xml", "-j", "12"] in runner.calls and ["qdel", "12"] in runner.calls
+    # Killed right after qdel: the next run finds the job nowhere, and the note says why.
+    runner = FakeRunner(qstat=qstat(), qacct=ok(""))
+    assert GridEngine(runner=runner, user="u").observe([job], []).statuses["12"] == status
+
+
+def test_a_job_in_an_error_state_that_cannot_be_deleted_stays_and_is_reported(tmp_path: Path) -> None:
+    runner = FakeRunner(
+        qstat=qstat(("12", "Eqw", "")), qstat_j=details(("12", "", "error: x")), qdel=ok(stderr="denied: not allowed", rc=1)
+    )
+    obs = GridEngine(runner=runner, user="u").observe([submitted(tmp_path, "12")], [])
+    assert obs.statuses["12"].state is State.ACTIVE and "could not be deleted" in obs.problems[0]
+    quick = FakeRunner(qstat=qstat(("12", "Eqw", "")))
+    assert (
+        GridEngine(runner=quick, user="u").observe([submitted(tmp_path, "12")], [], quick=True).statuses["12"].state
+        is State.ACTIVE
+    )
+    assert quick.count("qdel") == 0  # a status display changes nothing
+
+
+def test_a_job_deleted_before_it_started_is_failed_once_its_record_cannot_still_come(tmp_path: Path) -> None:
+    job = submitted(tmp_path, "5")
+    engine = GridEngine(runner=FakeRunner(qdel=ok("root has deleted job 5\n")), user="u")
+    engine.cancel([job])
+    runner = FakeRunner(qstat=qstat(), qacct=ok(""))
+    assert GridEngine(runner=runner, user="u").observe([job], []).statuses["5"].state is State.UNKNOWN  # its record may come
+    claim = Path(job.path) / fs.CLAIM
+    data = json.loads(claim.read_text())
+    data["deleted"]["at"] -= DELETE_GRACE + 1
+    claim.write_text(json.dumps(data))
+    status = GridEngine(runner=runner, user="u").observe([job], []).statuses["5"]
+    assert status.state is State.FAILED and "deleted (qdel) before it started" in status.reason
+    # A deleted job that had started has a record: that record is the verdict.
+    runner = FakeRunner(qstat=qstat(), qacct=ok(record("5", 137, failed="100 : assumedly after job")))
+    assert "signal 9" in GridEngine(runner=runner, user="u").observe([job], []).statuses["5"].reason
+
+
+def test_qdel_of_a_job_that_has_just_ended_is_not_an_error(tmp_path: Path) -> None:
+    runner = FakeRunner(qdel=ok(stderr='denied: job "41" does not exist', rc=1))
+    GridEngine(runner=runner, user="u").cancel([submitted(tmp_path, "41")])
+    runner = FakeRunner(qdel=ok(stderr="error: commlib error: got select error (Connection refused)", rc=1))
+    with pytest.raises(EngineError):
+        GridEngine(runner=runner, user="u").cancel([submitted(tmp_path, "41")])
+
+
+def claim(tmp_path: Path, name: str, token: str, age: float) -> Path:
+    path = tmp_path / name
+    path.mkdir()
+    (path / fs.CLAIM).write_text(json.dumps({"token": token, "claimed": time.time() - age}))
+    return path
+
+
+def test_a_claimed_job_is_found_by_its_token_in_qstat_or_in_qacct(tmp_path: Path) -> None:
+    queued, ended, lost = (
+        claim(tmp_path, "q", "jobroot-q", 5),
+        claim(tmp_path, "e", "jobroot-e", 5),
+        claim(tmp_path, "l", "jobroot-l", 5),
+    )
+    runner = FakeRunner(
+        qstat=qstat(("7", "qw", ""), ("8", "r", "")),
+        qstat_j=details(("7", "jobroot-q", ""), ("8", "someone-else", "")),
+        qacct=ok(record("9", 0, "jobroot-e", task="1") + record("9", 0, "jobroot-e", task="2")),
+    )
+    obs = GridEngine(runner=runner, user="u").observe([], [queued, ended, lost])
+    assert dict(obs.found) == {"q": "7", "e": "9.1-2:1"}
+    assert obs.unsure == {"l"}  # too recent to rule out
+    assert runner.count("qstat") == 2 and runner.count("qacct") == 1
+    old = claim(tmp_path, "old", "jobroot-old", 600)
+    assert "old" not in GridEngine(runner=runner, user="u").observe([], [old]).unsure  # never submitted: submit it
+
+
+def test_a_recorded_id_whose_records_carry_another_token_is_never_judged_by_them(tmp_path: Path) -> None:
+    job = submitted(tmp_path, "3", token="jobroot-mine")
+    runner = FakeRunner(
+        qstat=qstat(("4", "r", "")), qstat_j=details(("4", "jobroot-mine", "")), qacct=ok(record("3", 0, "jobroot-other"))
+    )
+    obs = GridEngine(runner=runner, user="u").observe([job], [])
+    assert obs.statuses["3"].state is State.UNKNOWN
+    assert dict(obs.found) == {Path(job.path).name: "4"}
+
+
+def test_submit_puts_the_token_in_the_account_string_unless_the_job_sets_its_own(tmp_path: Path) -> None:
+    runner = FakeRunner(qsub=ok("42\n"))
+    job = tmp_path / "a"
+    job.mkdir()
+    (job / "job.sh").write_text("#!/bin/bash\ntrue\n")
+    assert GridEngine(runner=runner, user="u").submit(job) == "42"
+    token = json.loads((job / fs.CLAIM).read_text())["token"]
+    assert runner.calls[-1] == ["qsub", "-terse", "-cwd", "-A", token, "job.sh"] and token.startswith("jobroot-")
+    (job / "job.sh").write_text("#!/bin/bash\n#$ -A lab42\ntrue\n")
+    GridEngine(runner=runner, user="u").submit(job)
+    assert runner.calls[-1] == ["qsub", "-terse", "-cwd", "job.sh"]
+
+
+@pytest.mark.parametrize(
+    ("stderr", "permanent", "claim_kept"),
+    [
+        ('Unable to run job: Job was rejected because job requests unknown queue "nope.q"\nExiting.', True, False),
+        ("Unable to run job: job rejected: only 1 jobs are allowed per user (current job count: 1)\nExiting.", False, True),
+        (
+            'Unable to run job: unable to send message to qmaster using port 6444 on host "vm": got send error\nExiting.',
+            False,
+            True,
+        ),
+    ],
+)
+def test_refusals_are_final_or_passing_by_qsubs_words(tmp_path: Path, stderr: str, permanent: bool, claim_kept: bool) -> None:
+    job = tmp_path / "a"
+    job.mkdir()
+    (job / "job.sh").write_text("#!/bin/bash\ntrue\n")
+    with pytest.raises(SubmitRefused) as refused:
+        GridEngine(runner=FakeRunner(qsub=ok(stderr=stderr, rc=1)), user="u").submit(job)
+    assert refused.value.permanent is permanent and "Unable to run job" in str(refused.value)
+    assert (job / fs.CLAIM).exists() is claim_kept  # a passing error may follow a job qmaster did create
+
+
+def test_an_id_printed_means_a_job_was_created_whatever_the_exit_status(tmp_path: Path) -> None:
+    job = tmp_path / "a"
+    job.mkdir()
+    (job / "job.sh").write_text("#!/bin/bash\n#$ -sync y\nexit 3\n")
+    assert GridEngine(runner=FakeRunner(qsub=ok("42\n", rc=3)), user="u").submit(job) == "42"
+
+
+def test_max_queued_counts_every_task_of_the_user(tmp_path: Path) -> None:
+    runner = FakeRunner(qstat=qstat(("1", "r", "1"), ("1", "r", "2"), ("1", "qw", "3-10:1"), ("2", "hqw", "")))
+    obs = GridEngine(runner=runner, user="u", max_queued=20).observe([], [])
+    assert obs.room == 20 - 11
