@@ -171,17 +171,25 @@ class GridEngine:
         accounted: dict[str, list[Record]] = {}
         for r in records or []:
             accounted.setdefault(r.job, []).append(r)
-        # qacct's records for a recorded id that left qstat, all with another token: another job's id.
+        # A recorded id whose job may be another's: qacct shows it only with other tokens (foreign), or
+        # shows nothing though qstat has let it go (nowhere: its record is on its way, or the id was
+        # garbled), or another folder has recorded it too (shared: checked by its account in qstat -j).
         foreign = [j for j in gone if j.token and _others(j, accounted.get(base_id(j.job_id), []))]
-        strangers = sorted({q.job for q in queued} - recorded, key=int) if claims or foreign else []
+        nowhere = [j for j in gone if j.token and records is not None and not accounted.get(base_id(j.job_id))]
+        counts: dict[str, int] = {}
+        for j in jobs:
+            counts[base_id(j.job_id)] = counts.get(base_id(j.job_id), 0) + 1
+        shared = [j for j in jobs if j.token and counts[base_id(j.job_id)] > 1 and base_id(j.job_id) in by_job]
+        strangers = sorted({q.job for q in queued} - recorded, key=int) if claims or foreign or nowhere or shared else []
         notes: list[str] = []
         details: dict[str, Detail] = {}
-        asked = [base_id(j.job_id) for j in in_error] + strangers
+        asked = sorted({base_id(j.job_id) for j in in_error + shared}, key=int) + strangers
         if asked and not quick:
             try:
                 details = {d.job: d for d in parse_details(self._query(["qstat", "-xml", "-j", ",".join(asked)], "qstat -j"))}
             except EngineError as e:
                 problems.append(f"qstat -j failed; jobs in an error state and unrecorded jobs wait for it: {e}")
+        foreign += [j for j in shared if base_id(j.job_id) in details and details[base_id(j.job_id)].account != j.token]
         statuses: dict[str, Status] = {}
         found: dict[str, str] = {}
         since_of: dict[str, float] = {}
@@ -204,6 +212,10 @@ class GridEngine:
             if status.state is State.UNKNOWN and records is not None:
                 status = _after_deletion(job, now) or status
             statuses[job.job_id] = status
+            if job in nowhere:  # the job with the folder's token under another id: that id was the right one
+                match = _match(path, (job.token, job.submitted), candidates)
+                if match and match.job_id != job.job_id:
+                    found[path.name], since_of[path.name] = match.job_id, match.submitted or job.submitted
         unsure: set[str] = set()
         for path, claim in claims.items():
             match = _match(path, claim, candidates)

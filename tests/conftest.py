@@ -100,3 +100,26 @@ def slurm_root(tmp_path: Path, cluster: None) -> Path:
     result = run(r, "-s", "-e", "slurm", "--settle", "0", "--breaker", "0")
     assert result.returncode == 0, result.stderr
     return r
+
+
+GRIDENGINE_SCRIPT = REPO / "tests" / "gridengine" / "cluster.sh"
+
+
+@pytest.fixture(scope="session")
+def gridengine_cell() -> None:
+    """Start (or reuse) the real one-host Grid Engine cell; skip where it cannot run, but never in CI."""
+    result = subprocess.run(["bash", str(GRIDENGINE_SCRIPT)], capture_output=True, text=True, timeout=900)
+    if result.returncode == 0:
+        return
+    reason = (result.stderr.strip().splitlines() or ["cluster.sh failed"])[-1]
+    if os.environ.get("CI") == "true" or result.returncode != 77:
+        pytest.fail(f"the Grid Engine test cell did not start: {reason}\n{result.stderr}")
+    pytest.skip(f"Grid Engine tests need root and apt-get to start a cell: {reason}")
+
+
+@pytest.fixture
+def ge_root(tmp_path: Path, gridengine_cell: None) -> Path:
+    r = tmp_path / "root"
+    result = run(r, "-s", "-e", "gridengine", "--settle", "0", "--breaker", "0")
+    assert result.returncode == 0, result.stderr
+    return r

@@ -270,3 +270,22 @@ def test_max_queued_counts_every_task_of_the_user(tmp_path: Path) -> None:
     runner = FakeRunner(qstat=qstat(("1", "r", "1"), ("1", "r", "2"), ("1", "qw", "3-10:1"), ("2", "hqw", "")))
     obs = GridEngine(runner=runner, user="u", max_queued=20).observe([], [])
     assert obs.room == 20 - 11
+
+
+def test_a_recorded_id_that_names_no_job_is_corrected_by_the_token(tmp_path: Path) -> None:
+    # qsub's answer cut short ("4" for "42"): job 4 is in neither qstat nor qacct; 42 carries the token.
+    job = submitted(tmp_path, "4", token="jobroot-mine")
+    runner = FakeRunner(qstat=qstat(("42", "r", "")), qstat_j=details(("42", "jobroot-mine", "")), qacct=ok(""))
+    obs = GridEngine(runner=runner, user="u").observe([job], [])
+    assert obs.statuses["4"].state is State.UNKNOWN and dict(obs.found) == {Path(job.path).name: "42"}
+
+
+def test_two_folders_recording_one_id_are_told_apart_by_their_tokens(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    a, b = submitted(tmp_path, "7", token="jobroot-a"), submitted(tmp_path / "b", "7", token="jobroot-b")
+    runner = FakeRunner(
+        qstat=qstat(("7", "r", ""), ("8", "r", "")), qstat_j=details(("7", "jobroot-a", ""), ("8", "jobroot-b", "")), qacct=ok("")
+    )
+    obs = GridEngine(runner=runner, user="u").observe([a, b], [])
+    assert dict(obs.found) == {Path(b.path).name: "8"}
+    assert ["qstat", "-xml", "-j", "7,8"] in runner.calls
