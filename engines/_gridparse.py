@@ -272,6 +272,17 @@ def decide(job_id: str, queued: list[Queued], records: Optional[list[Record]]) -
     if not wanted:
         head = f"Grid Engine reports job {base_id(job_id)} ended with {describe(failed[0])}."
     else:
-        shown = ", ".join(f"task {r.task} ended with {describe(r)}" for r in failed)
+        ways: dict[str, list[int]] = {}  # tasks that ended the same way are named together
+        for r in failed:
+            ways.setdefault(describe(r), []).append(int(r.task) if r.task.isdigit() else 0)
+        shown = ", ".join(f"task{'s' if len(ts) > 1 else ''} {_spell(ts)} ended with {how}" for how, ts in ways.items())
         head = f"Grid Engine reports {len(failed)} of {len(records)} tasks of job {base_id(job_id)} failed: {shown}."
     return Status(State.FAILED, f"{head}\n{lines}")
+
+
+def _spell(tasks: list[int]) -> str:
+    """Task numbers as a person writes them: `2`, `1-4`, `2-8:2`, `1,3,7`."""
+    if len(set(tasks)) == 1:
+        return str(tasks[0])
+    spec = array_id("", tasks)[1:]
+    return spec[:-2] if spec.endswith(":1") else spec

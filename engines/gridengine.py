@@ -247,9 +247,8 @@ class GridEngine:
         if result.returncode != 0:
             # A job may end between qstat and qdel: `denied: job "41" does not exist` is not a failure.
             lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-            if not lines or not all(
-                "does not exist" in line or "has deleted" in line or "registered the job" in line for line in lines
-            ):
+            harmless = ("does not exist", "has deleted", "registered the job", "already in deletion")
+            if not lines or not all(any(h in line for h in harmless) for line in lines):
                 raise CommandFailed(result.argv, result.returncode, result.stderr or result.stdout)
 
     def _delete_in_error(self, job: Submitted, detail: Optional[Detail], problems: list[str]) -> Status:

@@ -68,14 +68,20 @@ def inbox_entries(folders: Iterable[InboxFolder]) -> list[Entry]:
     return entries
 
 
-def pending_entries(root: Path, records: dict[str, Optional[Submitted]], obs: Optional[Observation]) -> list[Entry]:
+def pending_entries(
+    root: Path, records: dict[str, Optional[Submitted]], obs: Optional[Observation], fresh: Iterable[str] = ()
+) -> list[Entry]:
+    """fresh: folders submitted after `obs` was taken (by the sweep writing the files): queued, not unknown."""
     entries = []
+    fresh = set(fresh)
     for name, record in records.items():
         if record is None:
             entries.append(Entry(name, Phase.SUBMITTING, "", _ctime(root / fs.PENDING / name)))
             continue
         status = obs.statuses.get(record.job_id) if obs else None
-        if status is None or status.state is State.UNKNOWN:
+        if status is None and name in fresh:
+            state, reason = (Phase.QUEUED, "submitted by this run; its state comes with the next")
+        elif status is None or status.state is State.UNKNOWN:
             state, reason = (Phase.UNKNOWN, "not reported by the batch system right now")
         elif status.state is State.ACTIVE:
             state, reason = (Phase(status.phase or "running"), "")

@@ -227,4 +227,5 @@ def write_status(
     records.update(work.started)
     still = [name for name in waiting if name not in work.left_inbox]
     inbox = [st.Entry(name, Phase.WAITING, "", None) for name in still[: st.LISTED_WAITING]]  # the next in line
-    st.write_files(root, inbox + st.pending_entries(root, records, obs), work.ended, recent, time.time(), len(still) - len(inbox))
+    pending = st.pending_entries(root, records, obs, work.started)
+    st.write_files(root, inbox + pending, work.ended, recent, time.time(), len(still) - len(inbox))

@@ -63,7 +63,7 @@ def test_outcomes_in_grid_engines_own_words(ge_root: Path, ledger: Path) -> None
     assert first.startswith("Grid Engine reports 1 of 3 tasks of job ") and first.endswith("task 2 ended with exit code 4.")
     assert 'unknown queue "nope.q"' in (error_of(ge_root, "queue") or "")
     eqw = error_of(ge_root, "eqw") or ""
-    assert "error state (Eqw)" in eqw and "can't open output file \"/nonexistent/dir/out\"" in eqw
+    assert "error state (Eqw)" in eqw and 'can\'t open output file "/nonexistent/dir/out"' in eqw
     assert "job.sh.o" in " ".join(os.listdir(ge_root / "complete" / "ok"))  # ran in its folder (-cwd)
     assert subprocess.run(["qstat", "-u", "root"], capture_output=True, text=True, timeout=60).stdout == ""  # Eqw job deleted
 

@@ -212,6 +212,8 @@ def test_a_claimed_job_is_found_by_its_token_in_qstat_or_in_qacct(tmp_path: Path
     assert runner.count("qstat") == 2 and runner.count("qacct") == 1
     old = claim(tmp_path, "old", "jobroot-old", 600)
     assert "old" not in GridEngine(runner=runner, user="u").observe([], [old]).unsure  # never submitted: submit it
+    failing = FakeRunner(qstat=qstat(), qacct=ok(stderr="error: can't open accounting file", rc=1))
+    assert "old" in GridEngine(runner=failing, user="u").observe([], [old]).unsure  # qacct did not answer: rule nothing out
 
 
 def test_a_recorded_id_whose_records_carry_another_token_is_never_judged_by_them(tmp_path: Path) -> None:

@@ -131,3 +131,13 @@ def test_an_adopted_arrays_id_is_spelled_as_qsub_would() -> None:
     assert array_id("9", [2, 6, 4]) == "9.2-6:2"
     assert array_id("9", [1, 2, 7]) == "9.1,2,7"
     assert task_count("1,2,7") == 3 and task_count("9.1-3:1".partition(".")[2]) == 3
+
+
+def test_tasks_that_ended_the_same_way_are_named_together() -> None:
+    tasks = [
+        r._replace(exit_status=137, failed=100, failed_words="assumedly after job")
+        for r in by_account(captured("qacct"))["array"]
+    ]
+    first = decide(f"{tasks[0].job}.1-3:1", [], tasks).reason.splitlines()[0]
+    assert f"3 of 3 tasks of job {tasks[0].job} failed: tasks 1-3 ended with signal 9 (SIGKILL); qacct: failed 100" in first
+    assert first.count("SIGKILL") == 1

@@ -70,6 +70,16 @@ def test_every_run_writes_the_status_files(root: Path) -> None:
     assert not [n for n in os.listdir(root) if n.endswith(".tmp")]
 
 
+def test_a_job_submitted_by_the_run_writing_the_status_files_is_queued_there_not_unknown(root: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    make_job(root, "fresh", WAIT_FOR_GO.format(go=go))
+    assert run(root).returncode == 0
+    (job,) = json.loads((root / "status.json").read_text())["jobs"]
+    assert (job["name"], job["state"]) == ("fresh", "queued") and "submitted by this run" in job["reason"]
+    go.touch()
+    drain(root)
+
+
 def test_cancel_a_running_local_job(root: Path, tmp_path: Path, ledger: Path) -> None:
     go = tmp_path / "go"
     make_job(root, "long", ledger_job(ledger, "started", WAIT_FOR_GO.format(go=go) + f"echo finished >> {ledger}"))
