@@ -183,12 +183,14 @@ class GridEngine:
         strangers = sorted({q.job for q in queued} - recorded, key=int) if claims or foreign or nowhere or shared else []
         notes: list[str] = []
         details: dict[str, Detail] = {}
+        problems_from_details = False
         asked = sorted({base_id(j.job_id) for j in in_error + shared}, key=int) + strangers
         if asked and not quick:
             try:
                 details = {d.job: d for d in parse_details(self._query(["qstat", "-xml", "-j", ",".join(asked)], "qstat -j"))}
             except EngineError as e:
                 problems.append(f"qstat -j failed; jobs in an error state and unrecorded jobs wait for it: {e}")
+                problems_from_details = True
         foreign += [j for j in shared if base_id(j.job_id) in details and details[base_id(j.job_id)].account != j.token]
         statuses: dict[str, Status] = {}
         found: dict[str, str] = {}
@@ -206,7 +208,10 @@ class GridEngine:
                     problems.append(f"{path.name}: recorded job {job.job_id} is not this folder's job; looking for it")
                 continue
             if job in in_error and not quick:
-                statuses[job.job_id] = self._delete_in_error(job, details.get(base), problems)
+                if base in details or not problems_from_details:
+                    statuses[job.job_id] = self._delete_in_error(job, details.get(base), problems)
+                else:  # qstat -j did not answer: delete it once its reason can be given
+                    statuses[job.job_id] = Status(State.ACTIVE, phase="queued")
                 continue
             status = decide(job.job_id, by_job.get(base, []), mine if records is not None else None)
             if status.state is State.UNKNOWN and records is not None:
@@ -256,7 +261,8 @@ class GridEngine:
         why = "; ".join(dict.fromkeys(detail.messages)) if detail and detail.messages else "qstat -j gave no reason"
         reason = (
             f"Grid Engine put job {base_id(job.job_id)} in an error state (Eqw), where it would never start by itself: "
-            f"{why}\nThe job was deleted (qdel); fix the cause, then run the folder again (--retry-failed)."
+            f"{why}\nThe {'array job was deleted (qdel) with all its tasks' if '.' in job.job_id else 'job was deleted (qdel)'}; "
+            "fix the cause, then run the folder again (--retry-failed)."
         )
         note_deleted(Path(job.path), time.time(), reason)  # the next run knows why, even if killed right after qdel
         try:

@@ -163,6 +163,12 @@ def test_a_job_in_an_error_state_that_cannot_be_deleted_stays_and_is_reported(tm
     assert quick.count("qdel") == 0  # a status display changes nothing
 
 
+def test_a_job_in_an_error_state_waits_while_qstat_j_cannot_give_its_reason(tmp_path: Path) -> None:
+    runner = FakeRunner(qstat=qstat(("12", "Eqw", "")), qstat_j=ok(stderr="error: commlib error", rc=1), qdel=ok())
+    obs = GridEngine(runner=runner, user="u").observe([submitted(tmp_path, "12")], [])
+    assert obs.statuses["12"].state is State.ACTIVE and runner.count("qdel") == 0 and "qstat -j failed" in obs.problems[0]
+
+
 def test_a_job_deleted_before_it_started_is_failed_once_its_record_cannot_still_come(tmp_path: Path) -> None:
     job = submitted(tmp_path, "5")
     engine = GridEngine(runner=FakeRunner(qdel=ok("root has deleted job 5\n")), user="u")
