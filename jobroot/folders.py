@@ -149,12 +149,13 @@ def _candidate(name: str, n: int) -> str:
 
 
 def newest_change(path: Path) -> float:
-    """Latest mtime or ctime of path and everything under it (links not followed).
+    """Latest change time (ctime) of path and everything under it (links not followed).
 
-    ctime catches a file moved or copied in with its old mtime kept (`mv`, `scp -p`, `rsync -a`).
+    The change time is this machine's (or the file server's) own account of changes: every write,
+    rename and chmod sets it, and no user tool can. Modification times are not read: `cp -p`,
+    `rsync -a`, `scp -p` and `tar x` copy the source's, which may lie in the past or the future.
     """
-    st = os.lstat(path)
-    newest = max(st.st_mtime, st.st_ctime)
+    newest = os.lstat(path).st_ctime
     stack = [os.fspath(path)]
     while stack:
         try:
@@ -167,7 +168,7 @@ def newest_change(path: Path) -> float:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                newest = max(newest, st.st_mtime, st.st_ctime)
+                newest = max(newest, st.st_ctime)
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
     return newest

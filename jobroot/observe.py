@@ -29,6 +29,9 @@ def scan_pending(root: Path) -> list[PendingFolder]:
     return found
 
 
+SKEW = 2.0  # seconds a change time may lie ahead of this machine's clock before it is called skew
+
+
 def scan_inbox(root: Path, names: Sequence[str], settle: float, now: float, shared: bool = False) -> Iterator[InboxFolder]:
     """The named inbox folders in order, each looked at only when the plan asks for it."""
     for name in names:
@@ -59,7 +62,10 @@ def inspect(path: Path, settle: float, now: float, shared: bool = False, folder:
     except OSError as e:
         return InboxFolder(name, Verdict.BAD, f"job.sh cannot be examined: {e.strerror}.")
     try:
-        if settle > 0 and fs.newest_change(path) > now - settle:
+        newest = fs.newest_change(path) if settle > 0 else now
+        if newest > now + SKEW:
+            return InboxFolder(name, Verdict.SKEWED, skewed(newest - now))
+        if newest > now - settle:
             return InboxFolder(name, Verdict.WAIT, "still changing")
     except OSError:
         return InboxFolder(name, Verdict.WAIT, "vanished")
@@ -80,6 +86,15 @@ def inspect(path: Path, settle: float, now: float, shared: bool = False, folder:
     except OSError as e:
         return InboxFolder(name, Verdict.BAD, f"job.sh cannot be read: {e.strerror}.")
     return InboxFolder(name, Verdict.READY)
+
+
+def skewed(ahead: float) -> str:
+    """Why a folder whose change time lies in the future waits."""
+    span = f"{ahead / 3600:.1f} h" if ahead >= 3600 else f"{ahead / 60:.0f} min" if ahead >= 60 else f"{ahead:.0f} s"
+    return (
+        f"a file changed {span} in the future by this machine's clock: the file server's clock is ahead of it; "
+        "waiting until that time has passed (fix the clocks with NTP)"
+    )
 
 
 def distrust(folder: os.stat_result, script: os.stat_result, shared: bool) -> str:

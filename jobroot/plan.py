@@ -22,6 +22,7 @@ class Verdict(str, enum.Enum):
     WAIT = "wait"  # not yet: no job.sh, still changing, held
     BAD = "bad"  # never runnable as it is: reject it with the reason
     NOTE = "note"  # not a job (a link): say why it is left alone
+    SKEWED = "skewed"  # waits, and says why: a change time in the future (the file server's clock is ahead)
 
     def __str__(self) -> str:
         return self.value
@@ -194,7 +195,7 @@ def plan(
     for folder in inbox:
         if folder.verdict == Verdict.BAD:
             actions.append(Reject(folder.name, folder.reason))
-        elif folder.verdict == Verdict.NOTE:
+        elif folder.verdict in (Verdict.NOTE, Verdict.SKEWED):
             actions.append(Note(folder.name, folder.reason))
         elif folder.verdict == Verdict.READY:
             actions.append(Submit(folder.name))

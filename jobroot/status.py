@@ -25,6 +25,7 @@ from jobroot.plan import InboxFolder, Verdict
 RECENT = 100  # endings kept in the status files
 LISTED_WAITING = 100  # inbox folders named in the status files (the next in line); the rest are counted
 HELD = "a file named hold is in the folder"
+WHY_WAITING = {"still changing": "settling: something in it changed less than --settle ago", "no job.sh yet": "no job.sh yet"}
 
 
 class Phase(str, enum.Enum):
@@ -64,7 +65,8 @@ def inbox_entries(folders: Iterable[InboxFolder]) -> list[Entry]:
         if f.verdict == Verdict.NOTE:
             continue
         held = f.reason == "held"
-        entries.append(Entry(f.name, Phase.HELD if held else Phase.WAITING, "", f.since, HELD if held else ""))
+        why = HELD if held else WHY_WAITING.get(f.reason, f.reason if f.verdict == Verdict.SKEWED else "")
+        entries.append(Entry(f.name, Phase.HELD if held else Phase.WAITING, "", f.since, why))
     return entries
 
 

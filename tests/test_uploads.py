@@ -64,3 +64,32 @@ def test_watch_mode_and_cron_runs_together(root: Path, ledger: Path) -> None:
         assert watch.wait(timeout=30) == 0
     assert sorted(read_ledger(ledger)) == [f"j{i:02}" for i in range(30)]
     assert sorted(os.listdir(root / "complete")) == [f"j{i:02}" for i in range(30)]
+
+
+def test_modification_times_in_the_future_never_hold_a_folder_back(root: Path, ledger: Path) -> None:
+    # A laptop clock three hours ahead, copied with cp -p / rsync -a / scp -p / tar x: the times come along.
+    job = make_job(root, "ahead", ledger_job(ledger, "ran"), {"input.dat": "x"})
+    future = time.time() + 3 * 3600
+    for path in (job / "job.sh", job / "input.dat", job):
+        os.utime(path, (future, future))
+    time.sleep(1.2)
+    assert run(root, "--settle", "1").returncode == 0
+    assert os.listdir(root / "pending") == ["ahead"] or os.listdir(root / "complete") == ["ahead"]
+
+
+def test_a_change_time_in_the_future_is_reported_with_its_skew_never_a_silent_wait(tmp_path: Path) -> None:
+    from jobroot import status
+    from jobroot.observe import inspect
+    from jobroot.plan import Note, Observation, Verdict, plan
+
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "job.sh").write_text("#!/bin/bash\ntrue\n")
+    # This machine's clock two hours behind the file server's: the folder's change times lie in its future.
+    folder = inspect(job, 5.0, time.time() - 7200)
+    assert folder.verdict is Verdict.SKEWED and "2.0 h in the future" in folder.reason and "clock" in folder.reason
+    (action,) = plan([], Observation(), [folder], "local", 10)
+    assert action == Note("job", folder.reason)  # in the log on every run
+    (entry,) = status.inbox_entries([folder])
+    assert entry.state is status.Phase.WAITING and entry.reason == folder.reason  # and in --status
+    assert inspect(job, 5.0, time.time() + 10).verdict is Verdict.READY  # settled by its own clock
