@@ -180,6 +180,9 @@ def setup(root: Path, given: dict[str, Any]) -> None:
     """Create the stages; record the engine and the options given over what was recorded before."""
     for stage in fs.STAGES:
         (root / stage).mkdir(parents=True, exist_ok=True)
+    apart = fs.other_filesystem(root)
+    if apart:
+        raise UsageError(f"{root / apart} is on another filesystem than {root / fs.INBOX}: {fs.ONE_FILESYSTEM}")
     recorded = load_config(root)
     config = {**recorded, **given}
     config.setdefault("engine", DEFAULTS["engine"])

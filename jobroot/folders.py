@@ -135,10 +135,30 @@ def move(src: Path, dest_dir: Path, name: str) -> Path:
             # Someone created the target after the check: take the next name.
             if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
                 continue
+            if e.errno == errno.EXDEV:
+                raise OSError(
+                    e.errno, f"{dest_dir.name}/ is on another filesystem than {src.parent.name}/. {ONE_FILESYSTEM}"
+                ) from None
             raise
         crash_point("rename-done")
         return target
     raise FileExistsError(errno.EEXIST, "no free name left", str(dest_dir / name))
+
+
+ONE_FILESYSTEM = (
+    "inbox/, pending/ and complete/ must be on one filesystem: every move is a rename, which cannot cross "
+    "filesystems, and nothing is ever moved by copying. Make the three plain folders of the root (to keep "
+    "jobs on other storage, link or mount the whole root there)."
+)
+
+
+def other_filesystem(root: Path) -> Optional[str]:
+    """Which stage folder is on another filesystem than inbox/ (followed through links), if one is."""
+    devices = {stage: os.stat(root / stage).st_dev for stage in STAGES}
+    for stage in STAGES[1:]:
+        if devices[stage] != devices[INBOX]:
+            return stage
+    return None
 
 
 def _candidate(name: str, n: int) -> str:

@@ -136,3 +136,41 @@ def test_a_missing_complete_folder_is_one_clear_line_until_fixed(root: Path, led
     assert run(root, "-s").returncode == 0
     drain(root)
     assert read_ledger(ledger) == ["a"]
+
+
+@pytest.fixture
+def other_fs(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another filesystem than tmp_path (/dev/shm is a tmpfs)."""
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem at /dev/shm")
+    elsewhere = Path(f"/dev/shm/jobroot-test-{os.getpid()}-{tmp_path.name}")
+    elsewhere.mkdir()
+    yield elsewhere
+    shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+def test_setup_refuses_stage_folders_on_two_filesystems_in_words(tmp_path: Path, other_fs: Path) -> None:
+    r = tmp_path / "r"
+    r.mkdir()
+    (r / "complete").symlink_to(other_fs)
+    result = run(r, "-s", "-e", "local")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "complete is on another filesystem" in line and "every move is a rename" in line
+    assert not (r / fs.CONFIG).exists()
+
+
+def test_a_run_that_cannot_move_across_filesystems_says_why_and_copies_nothing(root: Path, other_fs: Path) -> None:
+    make_job(root, "a", "#!/bin/bash\ntrue\n")
+    drain(root)  # a/ done on one filesystem
+    make_job(root, "b", "#!/bin/bash\ntrue\n")
+    run(root)  # b/ submitted into pending/
+    (root / "complete").rename(root / "complete.old")
+    (root / "complete").symlink_to(other_fs)  # the user put complete/ on other storage
+    for _ in range(100):
+        result = run(root)
+        if result.returncode:
+            break
+    assert result.returncode == 1 and "complete/ is on another filesystem than pending/" in result.stderr
+    assert "every move is a rename" in result.stderr and "Errno" not in result.stderr.split("complete/ is on")[1]
+    assert os.listdir(root / "pending") == ["b"] and os.listdir(other_fs) == []  # nothing lost, nothing copied
