@@ -4,6 +4,7 @@
 # at import, ~10 ms per run (measured); real annotation objects cost nothing.
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -178,7 +179,10 @@ def once(root: Path, opts: Options, args: argparse.Namespace, stop: Any = None) 
 
 
 def watch(root: Path, opts: Options, args: argparse.Namespace) -> int:
-    """-p: a sweep every period until SIGTERM or Ctrl-C; a stop waits for the step under way."""
+    """-p: a sweep every period until SIGTERM or Ctrl-C; a stop waits for the step under way.
+
+    On a terminal, one live line (rewritten in place) gives the counts and the time to the next sweep.
+    """
     import signal
 
     from jobroot.sweep import StopFlag
@@ -186,10 +190,34 @@ def watch(root: Path, opts: Options, args: argparse.Namespace) -> int:
     stop = StopFlag()
     signal.signal(signal.SIGTERM, stop.request)
     signal.signal(signal.SIGINT, stop.request)
+    live = sys.stdout.isatty()
+    print(f"watching {root}: a sweep every {args.period:g} s; stop with Ctrl-C (or kill {os.getpid()})", flush=True)
     status = 0
     while not stop.requested:
+        if live:
+            print("\r\033[K", end="", flush=True)  # problems from the sweep start on a clean line
         status = once(root, opts, args, stop)
+        counts = _live_counts(root) if live else ""
         deadline = time.monotonic() + args.period
         while not stop.requested and time.monotonic() < deadline:
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            if live:
+                left = max(0.0, deadline - time.monotonic())
+                print(f"\r\033[K{counts}; next sweep in {left:.0f} s", end="", flush=True)
+            time.sleep(min(1.0 if live else 0.2, max(0.0, deadline - time.monotonic())))
+    if live:
+        print("\r\033[K", end="", flush=True)
+    print("stopped", flush=True)
     return status
+
+
+def _live_counts(root: Path) -> str:
+    """The counts of the status files the last sweep wrote, in --status's words."""
+    import json
+
+    from jobroot.status import summary
+
+    try:
+        counts = json.loads((root / fs.STATUS_JSON).read_text())["counts"]
+        return summary({str(k): int(v) for k, v in counts.items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "no status yet"

@@ -117,8 +117,7 @@ def render_table(entries: list[Entry], now: float, unlisted: int = 0) -> str:
         lines.append(f"{show(e.name):<{name_width}}  {e.state:<10}  {e.job_id or '-':<10}  {age:>6}  {e.reason}".rstrip())
     if unlisted:
         lines.append(f"... and {unlisted} more waiting in inbox/")
-    counts = _counts(entries, unlisted)
-    lines.append(", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no jobs")
+    lines.append(summary(_counts(entries, unlisted)))
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +149,11 @@ def write_files(root: Path, live: list[Entry], ended: list[Entry], previous: lis
     )
     fs.write_atomic(root / fs.STATUS_TXT, header + text + "\n")
     fs.write_atomic(root / fs.STATUS_JSON, render_json(entries, now, unlisted))
+
+
+def summary(counts: dict[str, int]) -> str:
+    """`2 running, 1 queued, 3 waiting, 14 done, 1 failed`: the counts as --status and watch mode say them."""
+    return ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no jobs"
 
 
 def _counts(entries: list[Entry], unlisted: int) -> dict[str, int]:
