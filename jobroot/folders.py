@@ -23,6 +23,7 @@ LOCK = ".reconcile.lock"  # held (flock) by the run that sweeps
 BREAKER = ".breaker"  # present while submissions are paused, so the pause is announced once
 STATUS_TXT = "status.txt"
 STATUS_JSON = "status.json"
+STATUS_HTML = "status.html"
 RECENT_FILE = ".status-recent.json"  # the latest endings, carried from run to run
 
 # ---------------------------------------------------------------- names in a job folder

@@ -113,8 +113,8 @@ def render_table(entries: list[Entry], now: float, unlisted: int = 0) -> str:
     name_width = min(max([len(show(e.name)) for e in rows] + [4]), 40)
     lines = [f"{'NAME':<{name_width}}  {'STATE':<10}  {'JOB ID':<10}  {'FOR':>6}  REASON"]
     for e in rows:
-        age = _age(now - e.since) if e.since else "-"
-        lines.append(f"{show(e.name):<{name_width}}  {e.state:<10}  {e.job_id or '-':<10}  {age:>6}  {e.reason}".rstrip())
+        since = age(now - e.since) if e.since else "-"
+        lines.append(f"{show(e.name):<{name_width}}  {e.state:<10}  {e.job_id or '-':<10}  {since:>6}  {e.reason}".rstrip())
     if unlisted:
         lines.append(f"... and {unlisted} more waiting in inbox/")
     lines.append(summary(_counts(entries, unlisted)))
@@ -145,10 +145,18 @@ def write_files(root: Path, live: list[Entry], ended: list[Entry], previous: lis
     text = render_table(entries, now, unlisted).rstrip("\n")
     header = (
         f"Status of {root} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}: done/failed are the {RECENT} latest;\n"
-        "held inbox folders show as waiting here (`reconcile -r ROOT --status` tells them apart).\n"
+        "inbox folders this run did not look at show as waiting (`reconcile -r ROOT --status` looks at all).\n"
     )
     fs.write_atomic(root / fs.STATUS_TXT, header + text + "\n")
     fs.write_atomic(root / fs.STATUS_JSON, render_json(entries, now, unlisted))
+    from jobroot.page import render
+
+    rank = {state: i for i, state in enumerate(ORDER)}
+    rows = [
+        (show(e.name), e.state.value, e.job_id, e.since or 0.0, e.reason)
+        for e in sorted(entries, key=lambda e: (rank[e.state], e.name))
+    ]
+    fs.write_atomic(root / fs.STATUS_HTML, render(root, rows, _counts(entries, unlisted), now))
 
 
 def summary(counts: dict[str, int]) -> str:
@@ -198,7 +206,7 @@ def _ctime(path: Path) -> float:
         return time.time()
 
 
-def _age(seconds: float) -> str:
+def age(seconds: float) -> str:
     seconds = max(0, int(seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

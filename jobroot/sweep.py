@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 from jobroot import folders as fs
 from jobroot import status as st
@@ -17,7 +17,21 @@ from jobroot.engine import Engine, EngineError, Observation, SubmitRefused, Subm
 from jobroot.folders import Submitted, show
 from jobroot.log import Log
 from jobroot.observe import scan_inbox, scan_pending
-from jobroot.plan import NOT_SUBMITTED, Action, Adopt, Cancel, Finish, Launch, Note, PendingFolder, Reject, Submit, breaker, plan
+from jobroot.plan import (
+    NOT_SUBMITTED,
+    Action,
+    Adopt,
+    Cancel,
+    Finish,
+    InboxFolder,
+    Launch,
+    Note,
+    PendingFolder,
+    Reject,
+    Submit,
+    breaker,
+    plan,
+)
 from jobroot.status import Phase
 
 
@@ -56,7 +70,8 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
             log.info(note)
         for problem in obs.problems:
             log.problem(problem)
-        inbox = scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group)
+        looked: dict[str, InboxFolder] = {}  # the inbox folders the plan looked at, for the status files
+        inbox = _recorded(scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group), looked)
         recent = st.recent_endings(root)  # read once: the breaker and the status files both need it
         pause = breaker(recent, time.time(), opts.breaker, opts.breaker_cooldown)
         if not dry_run:
@@ -70,7 +85,7 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
         work = Sweep(root, engine, log, stop)
         problems = work.apply(actions)
         try:
-            write_status(root, pending, waiting, obs, work, recent)
+            write_status(root, pending, waiting, obs, work, recent, looked)
         except OSError as e:
             log.problem(f"cannot write the status files: {e}")
         return 1 if problems or obs.problems else 0
@@ -219,13 +234,30 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
         log.info("circuit breaker closed: submitting again")
 
 
+def _recorded(folders: Iterator[InboxFolder], looked: dict[str, InboxFolder]) -> Iterator[InboxFolder]:
+    for folder in folders:
+        looked[folder.name] = folder
+        yield folder
+
+
 def write_status(
-    root: Path, before: list[PendingFolder], waiting: list[str], obs: Observation, work: Sweep, recent: list[st.Entry]
+    root: Path,
+    before: list[PendingFolder],
+    waiting: list[str],
+    obs: Observation,
+    work: Sweep,
+    recent: list[st.Entry],
+    looked: Mapping[str, InboxFolder],
 ) -> None:
     """status.txt/.json after a sweep, from what it already knows: no listing, no query, complete/ never read."""
     records: dict[str, Optional[Submitted]] = {p.name: p.record for p in before if p.name not in work.left_pending}
     records.update(work.started)
     still = [name for name in waiting if name not in work.left_inbox]
-    inbox = [st.Entry(name, Phase.WAITING, "", None) for name in still[: st.LISTED_WAITING]]  # the next in line
+    inbox = [  # the next in line, with why they wait where this run looked
+        (st.inbox_entries([looked[name]]) or [st.Entry(name, Phase.WAITING, "", None)])[0]
+        if name in looked
+        else st.Entry(name, Phase.WAITING, "", None)
+        for name in still[: st.LISTED_WAITING]
+    ]
     pending = st.pending_entries(root, records, obs, work.started)
     st.write_files(root, inbox + pending, work.ended, recent, time.time(), len(still) - len(inbox))
