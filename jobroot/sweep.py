@@ -175,7 +175,12 @@ class Sweep:
         self.left_pending.add(a.name)
         fs.crash_point("completed")
         first = a.reason.splitlines()[0] if a.reason else ""
-        self.ended.append(st.Entry(dest.name, Phase.FAILED if a.reason else Phase.DONE, "", time.time(), first))
+        try:
+            record = fs.read_record(dest)  # for the job id the status files show
+        except ValueError:
+            record = None
+        job_id = record.job_id if record else ""
+        self.ended.append(st.Entry(dest.name, Phase.FAILED if a.reason else Phase.DONE, job_id, time.time(), first))
         outcome = "failed: " + first if a.reason else "done"
         self.log.info(f"{show(a.name)}: {outcome} -> complete/{show(dest.name)}")
 

@@ -62,6 +62,7 @@ def test_every_run_writes_the_status_files(root: Path) -> None:
     text = (root / "status.txt").read_text()
     data = json.loads((root / "status.json").read_text())
     assert {j["name"]: j["state"] for j in data["jobs"]} == {"a": "failed", "b": "done"}
+    assert all(j["job_id"] for j in data["jobs"])  # an ended job keeps its id in the status files
     assert "a " in text and "exited with code 4" in text
     make_job(root, "c", "true\n")
     drain(root)  # earlier endings are carried forward
