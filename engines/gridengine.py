@@ -75,6 +75,7 @@ class Candidate(NamedTuple):
 
 class GridEngine:
     name = "gridengine"
+    chains = False  # a folder in a chain waits in inbox/ until the jobs it names ended well
     SETTINGS = (
         Setting(
             "max_queued",
@@ -107,7 +108,7 @@ class GridEngine:
         self.env = dict(os.environ if environ is None else environ)  # SGE_ROOT and SGE_CELL say which cell
         self.query_env = {**self.env, "TZ": "UTC"}  # qstat and qacct print, and qacct -b reads, local time
 
-    def submit(self, job_dir: Path) -> str:
+    def submit(self, job_dir: Path, after: Sequence[str] = ()) -> str:
         import secrets
 
         # The token goes in the account string (-A), which qstat -j and qacct show back, so the next run

@@ -28,6 +28,7 @@ _RUNNER = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); from jobroot.en
 
 class LocalEngine:
     name = "local"
+    chains = False  # a folder in a chain waits in inbox/ until the jobs it names ended well
     SETTINGS = (Setting("slots", positive, None, "N", "at most N jobs at once (default: the CPU count)"),)
 
     def __init__(self, slots: Optional[int] = None) -> None:
@@ -35,7 +36,7 @@ class LocalEngine:
             slots = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.slots = slots
 
-    def submit(self, job_dir: Path) -> str:
+    def submit(self, job_dir: Path, after: Sequence[str] = ()) -> str:
         import subprocess  # only submissions need it (2 ms of imports)
 
         try:

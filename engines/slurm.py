@@ -57,6 +57,7 @@ REUSED_ID = 7 * 86400.0  # sacct rows submitted this long before a job's record 
 
 class SlurmEngine:
     name = "slurm"
+    chains = True  # jobs in a chain are handed to sbatch with --dependency=afterok
     SETTINGS = (
         Setting(
             "max_queued",
@@ -102,12 +103,15 @@ class SlurmEngine:
         self.env = command_env(os.environ if environ is None else environ)
         self.query_env = {**self.env, "SLURM_TIME_FORMAT": "standard", "TZ": "UTC"}
 
-    def submit(self, job_dir: Path) -> str:
+    def submit(self, job_dir: Path, after: Sequence[str] = ()) -> str:
         import secrets  # only submissions need it (3 ms of imports)
 
         lines = sbatch_words(job_dir / "job.sh")
         if user_sets(lines, "clusters"):  # its squeue, sacct and scancel would all need -M: not followed yet
             raise SubmitRefused("job.sh sets #SBATCH --clusters; jobs are followed on this cluster only: remove that line", True)
+        if after and user_sets(lines, "dependency"):  # the command line's would silently replace the job's own
+            raise SubmitRefused("job.sh sets #SBATCH --dependency and the folder has an after file: use one or the other", True)
+        chain = [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=yes"] if after else []
         refusals = earlier_refusals(job_dir)
         # The token goes in --comment so the next run can find this job if its id is never recorded (or
         # is garbled); a comment the user set is kept, and then there is no token ("").
@@ -115,7 +119,7 @@ class SlurmEngine:
         claimed = time.time()
         write_claim(job_dir, token, claimed, refusals)
         defaults = [d for d in self.defaults if not user_sets(lines, d[2:].split("=", 1)[0])]
-        argv = ["sbatch", "--parsable", *defaults, *([f"--comment={token}"] if token else []), "job.sh"]
+        argv = ["sbatch", "--parsable", *defaults, *chain, *([f"--comment={token}"] if token else []), "job.sh"]
         try:
             result = self.run(argv, self.timeout, job_dir, self.env)
         except CommandTimeout as e:

@@ -29,6 +29,7 @@ RECENT_FILE = ".status-recent.json"  # the latest endings, carried from run to r
 # ---------------------------------------------------------------- names in a job folder
 SCRIPT = "job.sh"  # the job; every other file travels with it
 HOLD = "hold"  # the user's, in an inbox folder: keep it waiting
+AFTER = "after"  # the user's, in an inbox folder: names of jobs that must end well before it runs
 CANCEL = "cancel"  # the user's, in a pending folder: end the job
 RECORD = "job_submitted.json"  # engine, job id, submission time: the proof a job was submitted
 EXIT_RECORD = "job_exit.json"  # local engine: the wrapper's exit status

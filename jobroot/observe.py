@@ -6,9 +6,11 @@
 import os
 import stat
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
 
 from jobroot import folders as fs
+from jobroot.chains import find_cycle, read_after, resolve
+from jobroot.folders import Submitted, show
 from jobroot.plan import InboxFolder, PendingFolder, Verdict
 
 
@@ -32,7 +34,17 @@ def scan_pending(root: Path) -> list[PendingFolder]:
 SKEW = 2.0  # seconds a change time may lie ahead of this machine's clock before it is called skew
 
 
-def scan_inbox(root: Path, names: Sequence[str], settle: float, now: float, shared: bool = False) -> Iterator[InboxFolder]:
+class Chains(NamedTuple):
+    """What resolving an `after` file needs: the root, the inbox's names, pending/'s folders and records."""
+
+    root: Path
+    inbox: frozenset[str]
+    pending: Mapping[str, Optional[Submitted]]
+
+
+def scan_inbox(
+    root: Path, names: Sequence[str], settle: float, now: float, shared: bool = False, chains: Optional[Chains] = None
+) -> Iterator[InboxFolder]:
     """The named inbox folders in order, each looked at only when the plan asks for it."""
     for name in names:
         path = root / fs.INBOX / name
@@ -45,11 +57,18 @@ def scan_inbox(root: Path, names: Sequence[str], settle: float, now: float, shar
                 name, Verdict.NOTE, "a symbolic link, not a folder: never submitted (replace it with the folder itself)"
             )
         elif stat.S_ISDIR(info.st_mode):
-            yield inspect(path, settle, now, shared, info)._replace(since=info.st_ctime)
+            yield inspect(path, settle, now, shared, info, chains)._replace(since=info.st_ctime)
         # plain files are not jobs
 
 
-def inspect(path: Path, settle: float, now: float, shared: bool = False, folder: Optional[os.stat_result] = None) -> InboxFolder:
+def inspect(
+    path: Path,
+    settle: float,
+    now: float,
+    shared: bool = False,
+    folder: Optional[os.stat_result] = None,
+    chains: Optional[Chains] = None,
+) -> InboxFolder:
     """Is this inbox folder ready to submit, not ready yet, or never runnable (and why)?"""
     name = path.name
     script = path / fs.SCRIPT
@@ -85,7 +104,19 @@ def inspect(path: Path, settle: float, now: float, shared: bool = False, folder:
             f.read(1)
     except OSError as e:
         return InboxFolder(name, Verdict.BAD, f"job.sh cannot be read: {e.strerror}.")
-    return InboxFolder(name, Verdict.READY)
+    try:
+        after = read_after(path)
+    except ValueError as e:
+        return InboxFolder(name, Verdict.BAD, f"{e}.")
+    if not after or chains is None:
+        return InboxFolder(name, Verdict.READY)
+    if name in after:
+        return InboxFolder(name, Verdict.BAD, "its after file names the folder itself, so it could never run.")
+    cycle = find_cycle(chains.root, name, chains.inbox, after)
+    if cycle:
+        loop = " -> ".join(show(n) for n in (*cycle, name))
+        return InboxFolder(name, Verdict.BAD, f"it is part of a cycle of after files ({loop}): none of them could ever run.")
+    return InboxFolder(name, Verdict.READY, after=tuple(resolve(chains.root, n, chains.inbox, chains.pending) for n in after))
 
 
 def skewed(ahead: float) -> str:

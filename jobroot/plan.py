@@ -7,12 +7,14 @@ import enum
 import time
 from typing import Iterable, NamedTuple, Optional, Protocol, Sequence, Union
 
+from jobroot.chains import Upstream
 from jobroot.engine import Observation, State
 from jobroot.folders import Submitted, show
 
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
 CANCELLED = "The job was cancelled at the user's request (a file named cancel is in its folder)."
 NOT_SUBMITTED = "Not submitted:"  # how job_error.txt begins for a folder rejected in inbox/
+NOT_RUN = "Not run:"  # how job_error.txt begins for a submitted folder the batch system never ran: its upstream failed
 
 
 class Verdict(str, enum.Enum):
@@ -43,6 +45,7 @@ class InboxFolder(NamedTuple):
     verdict: Verdict
     reason: str = ""
     since: Optional[float] = None  # the folder's change time, for the status display
+    after: tuple[Upstream, ...] = ()  # the jobs its after file names, where each stands
 
 
 # ---------------------------------------------------------------- actions
@@ -58,16 +61,19 @@ class Actor(Protocol):
     def cancel(self, a: "Cancel") -> None: ...
     def reject(self, a: "Reject") -> None: ...
     def note(self, a: "Note") -> None: ...
+    def wait(self, a: "Wait") -> None: ...
 
 
 class Submit(NamedTuple):  # inbox -> pending, then start it
     name: str
+    after: tuple[str, ...] = ()  # upstream folders (submitted, still active) the batch system is to wait for
 
     def to(self, actor: Actor) -> None:
         actor.submit(self)
 
     def describe(self) -> str:
-        return f"submit inbox/{show(self.name)} (moving it to pending/)"
+        chained = f", to start once {', '.join(map(show, self.after))} ended well" if self.after else ""
+        return f"submit inbox/{show(self.name)} (moving it to pending/{chained})"
 
 
 class Launch(NamedTuple):  # a claimed pending folder that was never started
@@ -138,7 +144,18 @@ class Note(NamedTuple):  # nothing to do but say so; problem=True goes to stderr
         return f"{show(self.name)}: {self.message}"
 
 
-Action = Union[Submit, Launch, Adopt, Finish, Cancel, Reject, Note]
+class Wait(NamedTuple):  # an inbox folder waits for the jobs its after file names: said in the status files
+    name: str
+    reason: str
+
+    def to(self, actor: Actor) -> None:
+        actor.wait(self)
+
+    def describe(self) -> str:
+        return f"{show(self.name)}: {self.reason}"
+
+
+Action = Union[Submit, Launch, Adopt, Finish, Cancel, Reject, Note, Wait]
 
 
 def plan(
@@ -148,8 +165,13 @@ def plan(
     engine: str,
     batch_limit: int,
     now: float = 0.0,
+    chains_in_engine: bool = False,
 ) -> list[Action]:
-    """Decide every action of one sweep. Pure: facts in, actions out; `inbox` is consumed only as far as needed."""
+    """Decide every action of one sweep. Pure: facts in, actions out; `inbox` is consumed only as far as needed.
+
+    chains_in_engine: the engine starts a job once jobs it names have ended well (Slurm's afterok), so a
+    folder is submitted as soon as every job it waits for has been; otherwise it waits for them to end.
+    """
     actions: list[Action] = []
     starts = 0
     for p in pending:
@@ -192,17 +214,58 @@ def plan(
         room = min(room, obs.room - starts)
     if room <= 0:
         return actions
+    submitted: set[str] = set()
     for folder in inbox:
         if folder.verdict == Verdict.BAD:
             actions.append(Reject(folder.name, folder.reason))
         elif folder.verdict in (Verdict.NOTE, Verdict.SKEWED):
             actions.append(Note(folder.name, folder.reason))
         elif folder.verdict == Verdict.READY:
-            actions.append(Submit(folder.name))
-            room -= 1
-            if room == 0:
-                break
+            action = chained(folder, obs, submitted, chains_in_engine, engine)
+            actions.append(action)
+            if isinstance(action, Submit):
+                submitted.add(folder.name)
+                room -= 1
+                if room == 0:
+                    break
     return actions
+
+
+def chained(folder: InboxFolder, obs: Observation, submitted: set[str], in_engine: bool, engine: str) -> Action:
+    """A ready folder with an after file: submit it (handing on the jobs to wait for), let it wait, or fail it fast."""
+    handed: list[str] = []
+    waits: list[str] = []
+    for up in folder.after:
+        where = f"{show(up.name)}" + (f" ({show(up.folder)})" if up.folder and up.folder != up.name else "")
+        if up.where == "complete":
+            if up.failed:
+                return Reject(folder.name, _upstream_failed(where, up.failed))
+            continue  # ended well
+        if up.where == "nowhere":
+            waits.append(f"{where}, which is nowhere yet")
+        elif up.where == "inbox":
+            if in_engine and up.folder in submitted:
+                handed.append(up.folder)
+            else:
+                waits.append(f"{where} (waiting in inbox/)")
+        else:
+            status = obs.statuses.get(up.record.job_id) if up.record and up.record.engine == engine else None
+            if status is not None and status.state is State.DONE:
+                continue
+            if status is not None and status.state is State.FAILED:
+                return Reject(folder.name, _upstream_failed(where, status.reason.split("\n", 1)[0]))
+            if in_engine and status is not None and status.state is State.ACTIVE:
+                handed.append(up.folder)
+            else:
+                waits.append(f"{where} ({status.phase if status is not None and status.phase else 'in pending/'})")
+    if waits:
+        return Wait(folder.name, "waiting for " + "; ".join(waits))
+    return Submit(folder.name, tuple(handed))
+
+
+def _upstream_failed(where: str, why: str) -> str:
+    """job_error.txt's reason for a folder whose upstream failed: Reject prefixes it with NOT_SUBMITTED."""
+    return f"it runs after {where}, which failed: {why}"
 
 
 class Ended(Protocol):
@@ -224,7 +287,7 @@ def breaker(recent: Sequence[Ended], now: float, failures: int, cooldown: float)
     """
     if failures <= 0:
         return ""
-    counted = [e for e in recent if not e.reason.startswith((NOT_SUBMITTED, CANCELLED))][:failures]
+    counted = [e for e in recent if not e.reason.startswith((NOT_SUBMITTED, NOT_RUN, CANCELLED))][:failures]
     if len(counted) < failures or any(e.state != "failed" for e in counted):
         return ""
     newest, oldest = counted[0].since or 0.0, counted[-1].since or 0.0

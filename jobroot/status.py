@@ -65,7 +65,8 @@ def inbox_entries(folders: Iterable[InboxFolder]) -> list[Entry]:
         if f.verdict == Verdict.NOTE:
             continue
         held = f.reason == "held"
-        why = HELD if held else WHY_WAITING.get(f.reason, f.reason if f.verdict == Verdict.SKEWED else "")
+        chain = f.reason if f.reason.startswith("waiting for ") else ""
+        why = HELD if held else WHY_WAITING.get(f.reason, f.reason if f.verdict == Verdict.SKEWED else chain)
         entries.append(Entry(f.name, Phase.HELD if held else Phase.WAITING, "", f.since, why))
     return entries
 
@@ -233,7 +234,15 @@ def show_status(root: Path, opts: Options, as_json: bool) -> int:
             print(f"reconcile: cannot ask the {engine.name} engine; pending jobs shown as unknown: {e}", file=sys.stderr)
             code = 1
     now = time.time()
-    inbox = scan_inbox(root, fs.names(root / fs.INBOX), opts.settle, now, opts.shared_group)
+    from jobroot.observe import Chains
+    from jobroot.plan import Wait, chained
+
+    waiting = fs.names(root / fs.INBOX)
+    inbox = list(scan_inbox(root, waiting, opts.settle, now, opts.shared_group, Chains(root, frozenset(waiting), records)))
+    for i, f in enumerate(inbox):  # a folder in a chain: what it waits for, as a sweep would judge it
+        if f.after:
+            action = chained(f, obs or Observation(), set(), engine.chains, engine.name)
+            inbox[i] = f._replace(verdict=Verdict.WAIT, reason=action.reason) if isinstance(action, Wait) else f
     entries = inbox_entries(inbox) + pending_entries(root, records, obs)
     entries += [e for e in (complete_entry(root, n) for n in fs.names(root / fs.COMPLETE)) if e]
     sys.stdout.write(render_json(entries, now) if as_json else render_table(entries, now))

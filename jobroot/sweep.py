@@ -12,12 +12,14 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 from jobroot import folders as fs
 from jobroot import status as st
+from jobroot.chains import read_after, resolve
 from jobroot.config import Options, load_engine
-from jobroot.engine import Engine, EngineError, Observation, SubmitRefused, SubmitUnknown
+from jobroot.engine import Engine, EngineError, Observation, State, Status, SubmitRefused, SubmitUnknown
 from jobroot.folders import Submitted, show
 from jobroot.log import Log
-from jobroot.observe import scan_inbox, scan_pending
+from jobroot.observe import Chains, scan_inbox, scan_pending
 from jobroot.plan import (
+    NOT_RUN,
     NOT_SUBMITTED,
     Action,
     Adopt,
@@ -29,6 +31,7 @@ from jobroot.plan import (
     PendingFolder,
     Reject,
     Submit,
+    Wait,
     breaker,
     plan,
 )
@@ -71,18 +74,21 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
         for problem in obs.problems:
             log.problem(problem)
         looked: dict[str, InboxFolder] = {}  # the inbox folders the plan looked at, for the status files
-        inbox = _recorded(scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group), looked)
+        records = {p.name: p.record for p in pending}
+        chains = Chains(root, frozenset(waiting), records)
+        inbox = _recorded(scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group, chains), looked)
         recent = st.recent_endings(root)  # read once: the breaker and the status files both need it
         pause = breaker(recent, time.time(), opts.breaker, opts.breaker_cooldown)
         if not dry_run:
             announce_pause(root, pause, log)
-        actions = plan(pending, obs, inbox, engine.name, 0 if pause else opts.batch_limit, time.time())
+        limit = 0 if pause else opts.batch_limit
+        actions = plan(pending, obs, inbox, engine.name, limit, time.time(), engine.chains)
         if dry_run:
             for action in actions:
                 print(action.describe())
             return 0
         log.debug(f"sweep: {len(pending)} pending, {len(waiting)} in inbox, {len(actions)} actions")
-        work = Sweep(root, engine, log, stop)
+        work = Sweep(root, engine, log, stop, obs, chains)
         problems = work.apply(actions)
         try:
             write_status(root, pending, waiting, obs, work, recent, looked)
@@ -97,8 +103,20 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
 class Sweep:
     """Carries out a plan's actions (it is the plan's Actor) and remembers what it changed."""
 
-    def __init__(self, root: Path, engine: Engine, log: Log, stop: StopFlag) -> None:
+    def __init__(
+        self,
+        root: Path,
+        engine: Engine,
+        log: Log,
+        stop: StopFlag,
+        obs: Optional[Observation] = None,
+        chains: Optional[Chains] = None,
+    ) -> None:
         self.root, self.engine, self.log, self.stop = root, engine, log, stop
+        self.obs = obs or Observation()  # the engine's answer this run, for the jobs a chain waits for
+        self.chains = chains or Chains(root, frozenset(), {})  # inbox/ and pending/ as this run found them
+        self.ids: dict[str, str] = {}  # inbox name -> job id, for what this run submitted
+        self.waits: dict[str, str] = {}  # inbox name -> what it waits for (after files)
         self.refused = False
         self.started: dict[str, Submitted] = {}  # pending name -> what this run submitted or adopted
         self.ended: list[st.Entry] = []  # what this run moved to complete/
@@ -134,30 +152,85 @@ class Sweep:
         dest = fs.move(src, self.root / fs.PENDING, a.name)
         self.left_inbox.add(a.name)
         fs.crash_point("claimed")
-        self._start(dest)
+        after = [self.ids.get(n) or _job_id(self.chains.pending.get(n)) for n in a.after]
+        job_id = self._start(dest, tuple(i for i in after if i))
+        if job_id:
+            self.ids[a.name] = job_id
 
     def launch(self, a: Launch) -> None:
-        self._start(self.root / fs.PENDING / a.name)
+        path = self.root / fs.PENDING / a.name
+        after = self._handed_on(path)  # claimed by a run killed before it started the job: its chain still holds
+        if after is not None:
+            self._start(path, after)
 
-    def _start(self, path: Path) -> None:
+    def wait(self, a: Wait) -> None:
+        self.waits[a.name] = a.reason
+        self.log.debug(f"{show(a.name)}: {a.reason}")
+
+    def _handed_on(self, path: Path) -> Optional[tuple[str, ...]]:
+        """For a claimed folder with an after file: the ids of the active jobs it waits for; None when it
+        must not start now (one has failed: the folder is finished as such; one has not even started)."""
+        try:
+            names = read_after(path)
+        except ValueError:
+            names = ()  # read when the folder was submitted; an edit since does not stop a started chain
+        ids = []
+        for name in names:
+            up = resolve(self.root, name, self.chains.inbox, self.chains.pending)
+            status = self._status(up.record)
+            if (up.where == "complete" and up.failed) or (status is not None and status.state is State.FAILED):
+                why = up.failed if up.where == "complete" else status.reason.split("\n", 1)[0] if status else ""
+                self.finish(Finish(path.name, f"{NOT_RUN} it runs after {show(name)}, which failed: {why}"))
+                return None
+            if up.where == "complete" or (status is not None and status.state is State.DONE):
+                continue
+            if self.engine.chains and up.record is not None and status is not None and status.state is State.ACTIVE:
+                ids.append(up.record.job_id)
+                continue
+            self.log.info(f"{show(path.name)}: waits for {show(name)} before it is started")
+            return None
+        return tuple(ids)
+
+    def _upstream_failure(self, path: Path) -> str:
+        """For a failed job with an after file: the line naming a job it waited for that failed (the batch
+        system then ended it unstarted), to go first in its job_error.txt; "" when there is none."""
+        try:
+            names = read_after(path)
+        except ValueError:
+            return ""
+        for name in names:
+            up = resolve(self.root, name, self.chains.inbox, self.chains.pending)
+            status = self._status(up.record)
+            why = up.failed if up.where == "complete" else status.reason.split("\n", 1)[0] if status else ""
+            if why and (up.where == "complete" or (status is not None and status.state is State.FAILED)):
+                return f"{NOT_RUN} it runs after {show(name)}, which failed: {why}\n"
+        return ""
+
+    def _status(self, record: Optional[Submitted]) -> Optional[Status]:
+        return self.obs.statuses.get(record.job_id) if record is not None and record.engine == self.engine.name else None
+
+    def _start(self, path: Path, after: tuple[str, ...] = ()) -> Optional[str]:
+        """Start the job in path (after: ids of jobs the batch system is to wait for); its id, or None."""
         name = path.name
         fs.crash_point("engine-call")
         try:
-            job_id = self.engine.submit(path)
+            job_id = self.engine.submit(path, after)
         except SubmitRefused as e:
             if e.permanent:
                 self.finish(Finish(name, f"The {self.engine.name} engine refused the job: {e}"))
             else:
                 self.refused = True  # "not now": ask no more this run
                 self.log.info(f"{show(name)}: not submitted this time ({e}); it keeps its place and is tried again")
-            return
+            return None
         except SubmitUnknown as e:
             self.log.problem(f"{show(name)}: submission uncertain ({e}); the next run will find out")
-            return
+            return None
         fs.crash_point("launched")
         self.started[name] = fs.write_record(path, self.engine.name, job_id, time.time())
-        self.log.info(f"{show(name)}: submitted as {self.engine.name} job {job_id}")
+        chained = f" (to start once job {', '.join(after)} ended well)" if after else ""
+        self.log.info(f"{show(name)}: submitted as {self.engine.name} job {job_id}{chained}")
         fs.crash_point("recorded")
+        return job_id
 
     def adopt(self, a: Adopt) -> None:
         submitted = a.submitted if a.submitted is not None else time.time()
@@ -167,6 +240,8 @@ class Sweep:
 
     def finish(self, a: Finish) -> None:
         path = self.root / fs.PENDING / a.name
+        if a.reason and not a.reason.startswith(NOT_RUN):
+            a = a._replace(reason=self._upstream_failure(path) + a.reason)
         if a.reason:
             fs.write_atomic(path / fs.ERROR, a.reason.rstrip("\n") + "\n")
         fs.remove_temp_files(path)
@@ -239,6 +314,10 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
         log.info("circuit breaker closed: submitting again")
 
 
+def _job_id(record: Optional[Submitted]) -> str:
+    return record.job_id if record is not None else ""
+
+
 def _recorded(folders: Iterator[InboxFolder], looked: dict[str, InboxFolder]) -> Iterator[InboxFolder]:
     for folder in folders:
         looked[folder.name] = folder
@@ -264,5 +343,6 @@ def write_status(
         else st.Entry(name, Phase.WAITING, "", None)
         for name in still[: st.LISTED_WAITING]
     ]
+    inbox = [e._replace(reason=work.waits[e.name]) if e.name in work.waits else e for e in inbox]
     pending = st.pending_entries(root, records, obs, work.started)
     st.write_files(root, inbox + pending, work.ended, recent, time.time(), len(still) - len(inbox))
