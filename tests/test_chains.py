@@ -119,7 +119,10 @@ def test_the_plan_hands_a_chain_to_an_engine_that_takes_it_and_waits_otherwise()
     # An upstream in inbox/ submitted earlier in the same sweep: handed on at once.
     up = InboxFolder("a-up", Verdict.READY)
     down = InboxFolder("b-down", Verdict.READY, after=(Upstream("a-up", "inbox", "a-up"),))
-    assert plan([], Observation(), [up, down], "slurm", 10, chains_in_engine=True) == [Submit("a-up"), Submit("b-down", ("a-up",))]
+    assert plan([], Observation(), [up, down], "slurm", 10, chains_in_engine=True) == [
+        Submit("a-up"),
+        Submit("b-down", ("a-up",)),
+    ]
     assert plan([], Observation(), [up, down], "local", 10)[1] == Wait("b-down", "waiting for a-up (waiting in inbox/)")
     # Done upstream: a plain submission; failed: rejected, naming it.
     done = Observation({"7": Status(State.DONE)})
