@@ -71,6 +71,7 @@ PERMANENT = (
     "no such file or directory",
     "permission denied",
 )
+LOST = ("NODE_FAIL", "BOOT_FAIL", "PREEMPTED")  # ended by the infrastructure, not by the job: --retries submits again
 WHAT = {
     "TIMEOUT": "it reached its time limit",
     "OUT_OF_MEMORY": "it used more memory than it asked for",
@@ -286,8 +287,10 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
         return Status(State.DONE)
     source = "sacct" if final is not queued else "squeue"
     lines = "\n".join(f"{source}: {r.line.replace(SEP, ' | ')}" for r in final)
+    lost = False
     if len(final) == 1 and not array:
         head = f"Slurm reports job {final[0].job_id} {describe_failure(failed[0])}."
+        lost = failed[0].word in LOST  # an array is never retried whole: its good tasks would run again
     else:
         listed = {int(r.job_id.split("_")[1]) for r in final if re.fullmatch(r"\d+_\d+", r.job_id)}
         total, bad = sum(_tasks(r, listed) for r in final), sum(_tasks(r, listed) for r in failed)
@@ -296,7 +299,7 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
             head = f"Slurm reports tasks of job {job_id} failed: {shown}."  # how many is no longer known
         else:
             head = f"Slurm reports {bad} of {total} tasks of job {job_id} failed: {shown}."
-    return Status(State.FAILED, f"{head}\n{lines}")
+    return Status(State.FAILED, f"{head}\n{lines}", lost=lost)
 
 
 def _uncounted(row: Row, array: bool) -> bool:

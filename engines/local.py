@@ -108,7 +108,9 @@ class LocalEngine:
                 return Status(State.ACTIVE, phase="running")
             exit_status = _read_exit(job_dir)  # it may have ended between the two looks
         if exit_status is None:
-            return Status(State.FAILED, f"{_LOST} its processes ended without recording an exit status (local engine).")
+            return Status(
+                State.FAILED, f"{_LOST} its processes ended without recording an exit status (local engine).", lost=True
+            )
         code, sig = exit_status
         if sig:
             return Status(State.FAILED, f"The job was killed by signal {sig} ({_signame(sig)}), according to the local engine.")

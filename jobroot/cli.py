@@ -113,6 +113,12 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
         "--breaker", type=count, metavar="N", help="pause submitting when the last N jobs to end all failed (default 5; 0: never)"
     )
     add("--breaker-cooldown", type=seconds, metavar="SECONDS", help="how long such a pause lasts (default 900)")
+    add(
+        "--retries",
+        type=count,
+        metavar="N",
+        help="submit a job again, up to N times, when the infrastructure ended it (a failed node, a reboot; default 0)",
+    )
     add("--dry-run", action="store_true", help="print what a sweep would do; change nothing")
     add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
     add("--json", action="store_true", help="with --status: print JSON")

@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "shared_group": False,
     "breaker": 5,
     "breaker_cooldown": 900.0,
+    "retries": 0,
 }
 
 
@@ -37,6 +38,7 @@ class Options(NamedTuple):
     shared_group: bool
     breaker: int
     breaker_cooldown: float
+    retries: int  # submit again a job the infrastructure ended (a lost node, a reboot), this many times at most
     # The engine's own settings, as recorded or given: parsed by load_engine, so that a run with
     # nothing to do never imports an engine module.
     settings: Mapping[str, Any]
@@ -123,6 +125,7 @@ def resolve(root: Path, given: dict[str, Any], setup_first: bool = False) -> Opt
             bool(merged["shared_group"]),
             int(merged["breaker"]),
             float(merged["breaker_cooldown"]),
+            int(merged["retries"]),
             {k: v for k, v in merged.items() if k not in DEFAULTS},
             frozenset(given),
             str(root / fs.CONFIG),

@@ -28,6 +28,7 @@ class Status(NamedTuple):
     state: State
     reason: str = ""  # for FAILED: first line is a plain sentence; more lines may follow
     phase: str = ""  # for ACTIVE: "queued" or "running"
+    lost: bool = False  # for FAILED: ended by the infrastructure (a failed node, a reboot), not by itself
 
 
 class Observation(NamedTuple):

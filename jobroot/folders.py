@@ -38,8 +38,9 @@ ERROR = "job_error.txt"  # why a job failed; absent for a success
 RUN_LOCK = "job_lock"  # local engine: held (flock) by every process of a running job
 CLAIM = "job_claim.json"  # slurm engine: written just before sbatch, to find a job whose id was never recorded
 HISTORY = "job_history"  # helper files of earlier runs of a folder, in numbered subfolders
+ATTEMPTS = "job_attempts.json"  # --retries: each earlier attempt the infrastructure ended (kept across set-asides)
 HELPERS = (RECORD, CLAIM, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK)
-SET_ASIDE = (*HELPERS, CANCEL)  # an old cancel request is set aside with the helper files
+SET_ASIDE = (*HELPERS, CANCEL, ATTEMPTS)  # a folder run afresh: an old cancel request and attempt count go too
 
 _NAME_MAX = 255
 
@@ -196,12 +197,13 @@ def newest_change(path: Path) -> float:
     return newest
 
 
-def set_aside(job_dir: Path) -> Optional[Path]:
-    """Move helper files of an earlier run into job_history/N so the folder reads as a fresh job.
+def set_aside(job_dir: Path, names: tuple[str, ...] = SET_ASIDE) -> Optional[Path]:
+    """Move helper files of an earlier run into job_history/N so the folder reads as a fresh job
+    (names=HELPERS: a retry, which keeps the count of attempts).
 
     Returns the history folder used, or None when there was nothing to set aside.
     """
-    present = [h for h in SET_ASIDE if os.path.lexists(job_dir / h)]
+    present = [h for h in names if os.path.lexists(job_dir / h)]
     if not present:
         return None
     around = _context
@@ -267,3 +269,28 @@ def show(name: str) -> str:
     if name.isprintable():
         return name
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+# ---------------------------------------------------------------- attempts (--retries)
+
+
+class Attempt(NamedTuple):
+    job_id: str
+    reason: str  # the first line of how the infrastructure ended it
+
+
+def read_attempts(job_dir: Union[str, Path]) -> tuple[Attempt, ...]:
+    """The earlier attempts of a job the infrastructure ended; () when there were none (or unreadable)."""
+    try:
+        with open(f"{os.fspath(job_dir)}/{ATTEMPTS}", "rb") as f:
+            data = json.loads(f.read())
+        return tuple(Attempt(str(a["job_id"]), str(a["reason"])) for a in data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+
+
+def note_attempt(job_dir: Path, attempt: Attempt) -> None:
+    """Add an attempt (once: a run killed after noting it notes it again as the same)."""
+    attempts = read_attempts(job_dir)
+    if attempt.job_id not in {a.job_id for a in attempts}:
+        write_atomic(job_dir / ATTEMPTS, json.dumps([a._asdict() for a in (*attempts, attempt)]) + "\n")

@@ -9,7 +9,7 @@ from typing import Iterable, NamedTuple, Optional, Protocol, Sequence, Union
 
 from jobroot.chains import Upstream
 from jobroot.engine import Observation, State
-from jobroot.folders import Submitted, show
+from jobroot.folders import Attempt, Submitted, show
 
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
 CANCELLED = "The job was cancelled at the user's request (a file named cancel is in its folder)."
@@ -38,6 +38,7 @@ class PendingFolder(NamedTuple):
     record: Optional[Submitted]  # None: claimed, submission not yet recorded
     problem: str = ""  # the record could not be read
     cancel: bool = False  # the user put a file named cancel into the folder
+    attempts: tuple[Attempt, ...] = ()  # earlier attempts the infrastructure ended (read where it matters)
 
 
 class InboxFolder(NamedTuple):
@@ -62,6 +63,7 @@ class Actor(Protocol):
     def reject(self, a: "Reject") -> None: ...
     def note(self, a: "Note") -> None: ...
     def wait(self, a: "Wait") -> None: ...
+    def retry(self, a: "Retry") -> None: ...
 
 
 class Submit(NamedTuple):  # inbox -> pending, then start it
@@ -144,6 +146,18 @@ class Note(NamedTuple):  # nothing to do but say so; problem=True goes to stderr
         return f"{show(self.name)}: {self.message}"
 
 
+class Retry(NamedTuple):  # the infrastructure ended the job: note the attempt, set its files aside, submit again
+    name: str
+    record: Submitted
+    reason: str  # how this attempt ended
+
+    def to(self, actor: Actor) -> None:
+        actor.retry(self)
+
+    def describe(self) -> str:
+        return f"submit pending/{show(self.name)} again: job {self.record.job_id} was ended by the infrastructure"
+
+
 class Wait(NamedTuple):  # an inbox folder waits for the jobs its after file names: said in the status files
     name: str
     reason: str
@@ -155,7 +169,7 @@ class Wait(NamedTuple):  # an inbox folder waits for the jobs its after file nam
         return f"{show(self.name)}: {self.reason}"
 
 
-Action = Union[Submit, Launch, Adopt, Finish, Cancel, Reject, Note, Wait]
+Action = Union[Submit, Launch, Adopt, Finish, Cancel, Reject, Note, Wait, Retry]
 
 
 def plan(
@@ -166,6 +180,7 @@ def plan(
     batch_limit: int,
     now: float = 0.0,
     chains_in_engine: bool = False,
+    retries: int = 0,
 ) -> list[Action]:
     """Decide every action of one sweep. Pure: facts in, actions out; `inbox` is consumed only as far as needed.
 
@@ -208,7 +223,12 @@ def plan(
             elif status.state is State.DONE:
                 actions.append(Finish(p.name))
             elif status.state is State.FAILED:
-                actions.append(Finish(p.name, f"{CANCELLED}\n{status.reason}" if p.cancel else status.reason))
+                earlier = [a for a in p.attempts if a.job_id != p.record.job_id]
+                if status.lost and not p.cancel and len(earlier) < retries:
+                    actions.append(Retry(p.name, p.record, status.reason.split("\n", 1)[0]))
+                else:
+                    reason = f"{CANCELLED}\n{status.reason}" if p.cancel else status.reason
+                    actions.append(Finish(p.name, reason + _history(earlier, retries)))
     room = batch_limit - starts
     if obs.room is not None:
         room = min(room, obs.room - starts)
@@ -261,6 +281,14 @@ def chained(folder: InboxFolder, obs: Observation, submitted: set[str], in_engin
     if waits:
         return Wait(folder.name, "waiting for " + "; ".join(waits))
     return Submit(folder.name, tuple(handed))
+
+
+def _history(earlier: Sequence[Attempt], retries: int) -> str:
+    """For job_error.txt: the earlier attempts of a job, each ended by the infrastructure."""
+    if not earlier:
+        return ""
+    lines = "\n".join(f"attempt {i}: job {a.job_id}: {a.reason}" for i, a in enumerate(earlier, 1))
+    return f"\nThis was attempt {len(earlier) + 1}; the infrastructure ended the earlier ones (--retries {retries}):\n{lines}"
 
 
 def _upstream_failed(where: str, why: str) -> str:

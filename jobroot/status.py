@@ -243,7 +243,16 @@ def show_status(root: Path, opts: Options, as_json: bool) -> int:
         if f.after:
             action = chained(f, obs or Observation(), set(), engine.chains, engine.name)
             inbox[i] = f._replace(verdict=Verdict.WAIT, reason=action.reason) if isinstance(action, Wait) else f
-    entries = inbox_entries(inbox) + pending_entries(root, records, obs)
+    entries = inbox_entries(inbox) + [_attempt(root, e) for e in pending_entries(root, records, obs)]
     entries += [e for e in (complete_entry(root, n) for n in fs.names(root / fs.COMPLETE)) if e]
     sys.stdout.write(render_json(entries, now) if as_json else render_table(entries, now))
     return code
+
+
+def _attempt(root: Path, entry: Entry) -> Entry:
+    """--status: a job submitted again after the infrastructure ended it says which attempt it is."""
+    earlier = fs.read_attempts(root / fs.PENDING / entry.name)
+    if not earlier:
+        return entry
+    said = f"attempt {len(earlier) + 1} (the infrastructure ended {len(earlier)} before)"
+    return entry._replace(reason=f"{said}; {entry.reason}" if entry.reason else said)

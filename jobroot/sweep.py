@@ -30,6 +30,7 @@ from jobroot.plan import (
     Note,
     PendingFolder,
     Reject,
+    Retry,
     Submit,
     Wait,
     breaker,
@@ -82,7 +83,8 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
         if not dry_run:
             announce_pause(root, pause, log)
         limit = 0 if pause else opts.batch_limit
-        actions = plan(pending, obs, inbox, engine.name, limit, time.time(), engine.chains)
+        pending = [_with_attempts(root, p, obs) for p in pending]
+        actions = plan(pending, obs, inbox, engine.name, limit, time.time(), engine.chains, opts.retries)
         if dry_run:
             for action in actions:
                 print(action.describe())
@@ -162,6 +164,18 @@ class Sweep:
         after = self._handed_on(path)  # claimed by a run killed before it started the job: its chain still holds
         if after is not None:
             self._start(path, after)
+
+    def retry(self, a: Retry) -> None:
+        path = self.root / fs.PENDING / a.name
+        fs.note_attempt(path, fs.Attempt(a.record.job_id, a.reason))
+        fs.crash_point("attempt-noted")
+        old = fs.set_aside(path, fs.HELPERS)  # the record goes: the folder is claimed again, its attempts kept
+        n = len(fs.read_attempts(path))
+        where = f" (its files are in {old.relative_to(path)})" if old else ""
+        self.log.info(
+            f"{show(a.name)}: job {a.record.job_id} was ended by the infrastructure{where}: {a.reason}; attempt {n + 1}"
+        )
+        self.launch(Launch(a.name))
 
     def wait(self, a: Wait) -> None:
         self.waits[a.name] = a.reason
@@ -312,6 +326,14 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
     elif not pause and marker.exists():
         marker.unlink()
         log.info("circuit breaker closed: submitting again")
+
+
+def _with_attempts(root: Path, p: PendingFolder, obs: Observation) -> PendingFolder:
+    """A pending folder whose job the infrastructure ended, with its earlier attempts (read only then)."""
+    status = obs.statuses.get(p.record.job_id) if p.record else None
+    if status is None or not status.lost:
+        return p
+    return p._replace(attempts=fs.read_attempts(root / fs.PENDING / p.name))
 
 
 def _job_id(record: Optional[Submitted]) -> str:
