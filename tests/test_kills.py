@@ -196,3 +196,40 @@ def test_kills_aimed_at_protocol_points_land_inside_every_action(root: Path, led
             (root / "pending" / name / "cancel").touch()
     drain(root, "--slots", "8")
     verify(root, ledger, kinds)
+
+
+LOSE_ONCE = "[ -e first-attempt ] || {{ touch first-attempt; kill -9 $PPID; sleep 0.3; exit 0; }}"  # kills its wrapper
+
+
+def test_kill_at_random_instants_with_chains_and_retries(root: Path, ledger: Path) -> None:
+    """Chains (a -> b -> c) and jobs the infrastructure ends once (--retries 1), under random kills: each
+    link runs once and after the one before it; each lost job runs exactly twice, once per attempt."""
+    runs = int(os.environ.get("RECONCILE_KILL_RUNS", "300")) // 2
+    seed = int(os.environ.get("RECONCILE_KILL_SEED", str(time.time_ns() % 10**6)))
+    print(f"random kills with chains and retries: seed {seed} (replay with RECONCILE_KILL_SEED={seed})")
+    rng = random.Random(seed)
+    chains = [[f"chain{i}-{link}" for link in "abc"] for i in range(6)]
+    for chain in chains:
+        for up, name in zip([None, *chain], chain):
+            make_job(root, name, ledger_job(ledger, name), {"after": up} if up else {})
+    lost = [f"lost-{i}" for i in range(6)]
+    for name in lost:
+        make_job(root, name, ledger_job(ledger, name, LOSE_ONCE.format()))
+    args = ("--slots", "6", "--batch-limit", "4", "--retries", "1")
+    killed = 0
+    for _ in range(runs):
+        proc = subprocess.Popen([*RECONCILE, "-r", str(root), *args], stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.0, 0.12))
+        proc.kill()
+        killed += proc.wait(timeout=60) == -9
+    drain(root, *args, limit=180)
+    ran = read_ledger(ledger)
+    for chain in chains:
+        assert [n for n in ran if n in chain] == chain, f"a link ran twice, never, or out of order: {ran}"
+    for name in lost:
+        assert ran.count(name) == 2, f"{name} ran {ran.count(name)} times, not once per attempt"
+        assert len(fs.read_attempts(root / "complete" / name)) == 1
+    assert sorted(os.listdir(root / "complete")) == sorted([*sum(chains, []), *lost])
+    assert not any((root / "complete" / n / fs.ERROR).exists() for n in os.listdir(root / "complete"))
+    print(f"random kills with chains and retries: {runs} runs, {killed} killed, {len(chains)} chains of 3, {len(lost)} lost once")
+    assert killed >= runs // 4
