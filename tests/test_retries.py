@@ -87,3 +87,11 @@ def test_the_breaker_counts_a_retried_job_once(root: Path, ledger: Path) -> None
     drain(root, "--retries", "2", "--breaker", "2")
     assert read_ledger(ledger) == ["a-doomed"] * 3 + ["b-next"]  # not paused: one failure so far
     assert not (root / fs.BREAKER).exists()
+
+
+def test_an_attempt_noted_again_is_the_same_attempt(tmp_path: Path) -> None:
+    # A run killed after noting an attempt, before setting the files aside, notes it again next time.
+    fs.note_attempt(tmp_path, fs.Attempt("12", "lost"))
+    fs.note_attempt(tmp_path, fs.Attempt("12", "lost"))
+    fs.note_attempt(tmp_path, fs.Attempt("15", "lost"))
+    assert [a.job_id for a in fs.read_attempts(tmp_path)] == ["12", "15"]
