@@ -20,11 +20,12 @@ class RefusingEngine:
     """Counts submissions and answers each with a transient refusal ("not now")."""
 
     name = "local"
+    chains = False
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
 
-    def submit(self, job_dir: Path) -> str:
+    def submit(self, job_dir: Path, after: Sequence[str] = ()) -> str:
         self.submitted.append(job_dir.name)
         raise SubmitRefused("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation", False)
 
