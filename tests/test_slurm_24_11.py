@@ -21,6 +21,8 @@ FILES = [
     "tests/test_slurm_cluster.py",
     "tests/test_slurm_as_run.py",
     "tests/test_faults_slurm.py",
+    "tests/test_slurm_chains.py",
+    "tests/test_slurm_retries.py",
 ]
 
 
