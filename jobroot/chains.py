@@ -1,10 +1,10 @@
 """Chains: a folder's `after` file names the jobs that must end well before it runs.
 
-Which folder a name means: while `inbox/NAME`, `pending/NAME` or a re-dropped `pending/NAME.2`,
-`NAME.3`, ... exists, that job has not ended, and the folder waits for it. Once none does, the newest
-of `complete/NAME`, `NAME.2`, `NAME.3`, ... (the latest ending of that name, by the time it reached
-complete/) decides: done, or failed. A name found nowhere is waited for. Names may carry a suffix
-(`fit.2`) to mean exactly that folder.
+Which folder a name means: while `inbox/NAME` or `pending/NAME` exists, or a re-drop `NAME.2`,
+`NAME.3`, ... in either, that job has not ended, and the folder waits for it. Once none does, the newest
+of `complete/NAME`, `NAME.2`, `NAME.3`, ... (the latest drop of that name, by its submission time)
+decides: done, or failed. A name found nowhere is waited for. A name with a suffix (`fit.2`) means that
+folder (and its own re-drops, `fit.2.2`, ...).
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation
@@ -19,6 +19,7 @@ from jobroot import folders as fs
 from jobroot.folders import Submitted
 
 MAX_NAMES = 1000  # an after file naming more is a mistake
+GAP = 10  # complete/NAME.k probed past this many missing in a row (folders the user deleted)
 
 
 class Upstream(NamedTuple):
@@ -58,22 +59,32 @@ def read_after(path: Path) -> tuple[str, ...]:
 
 def resolve(root: Path, name: str, inbox: frozenset[str], pending: Mapping[str, Optional[Submitted]]) -> Upstream:
     """Where the job called `name` stands (see the module's rule)."""
-    if name in inbox:
-        return Upstream(name, "inbox", name)
     again = re.compile(re.escape(name) + r"(?:\.(\d+))?")
-    drops = [(int(m.group(1) or 1), n) for n in pending if (m := again.fullmatch(n))]
+    if name in inbox or any(again.fullmatch(n) for n in inbox if n.startswith(name)):
+        return Upstream(name, "inbox", name)  # also a NAME.2 moved back by --retry-failed: it runs again
+    drops = sorted((int(m.group(1) or 1), n) for n in pending if (m := again.fullmatch(n)))
     if drops:
-        folder = max(drops)[1]  # the latest drop of that name
-        return Upstream(name, "pending", folder, pending[folder])
+        folder = drops[-1][1]  # the latest drop; while an earlier one is there too, wait without a record
+        return Upstream(name, "pending", folder, pending[folder] if len(drops) == 1 else None)
     newest: Optional[tuple[float, str]] = None
-    for n in range(1, 100_000):  # complete/ is never listed: its names are probed, NAME, NAME.2, ... to a gap
+    misses = 0
+    for n in range(1, 100_000):  # complete/ is never listed: its names are probed, NAME, NAME.2, ...
         candidate = name if n == 1 else f"{name}.{n}"
         try:
             ctime = os.lstat(root / fs.COMPLETE / candidate).st_ctime
         except OSError:
-            break
-        if newest is None or ctime >= newest[0]:
-            newest = (ctime, candidate)
+            misses += 1
+            if misses == GAP:
+                break
+            continue
+        misses = 0
+        try:
+            record = fs.read_record(root / fs.COMPLETE / candidate)
+        except ValueError:
+            record = None
+        when = record.submitted if record else ctime  # the latest submission is the latest drop; edits do not count
+        if newest is None or when >= newest[0]:
+            newest = (when, candidate)
     if newest is None:
         return Upstream(name, "nowhere")
     folder = newest[1]

@@ -225,7 +225,9 @@ def plan(
             elif status.state is State.FAILED:
                 earlier = [a for a in p.attempts if a.job_id != p.record.job_id]
                 if status.lost and not p.cancel and len(earlier) < retries:
-                    actions.append(Retry(p.name, p.record, status.reason.split("\n", 1)[0]))
+                    if starts < batch_limit and (obs.room is None or starts < obs.room):  # a retry is a start
+                        actions.append(Retry(p.name, p.record, status.reason.split("\n", 1)[0]))
+                        starts += 1
                 else:
                     reason = f"{CANCELLED}\n{status.reason}" if p.cancel else status.reason
                     actions.append(Finish(p.name, reason + _history(earlier, retries)))
@@ -272,10 +274,12 @@ def chained(folder: InboxFolder, obs: Observation, submitted: set[str], in_engin
             status = obs.statuses.get(up.record.job_id) if up.record and up.record.engine == engine else None
             if status is not None and status.state is State.DONE:
                 continue
-            if status is not None and status.state is State.FAILED:
+            if status is not None and status.state is State.FAILED and not status.lost:
                 return Reject(folder.name, _upstream_failed(where, status.reason.split("\n", 1)[0]))
             if in_engine and status is not None and status.state is State.ACTIVE:
                 handed.append(up.folder)
+            elif status is not None and status.state is State.FAILED:  # lost: --retries may run it again
+                waits.append(f"{where} (ended by the infrastructure; it may run again)")
             else:
                 waits.append(f"{where} ({status.phase if status is not None and status.phase else 'in pending/'})")
     if waits:

@@ -147,6 +147,10 @@ class Sweep:
 
     def submit(self, a: Submit) -> None:
         src = self.root / fs.INBOX / a.name
+        after = tuple(self.ids.get(n) or _job_id(self.chains.pending.get(n)) for n in a.after)
+        if not all(after):  # a job it waits for was not submitted after all (refused, uncertain): not now
+            self.log.info(f"{show(a.name)}: waits, for {', '.join(map(show, a.after))} did not get a job id this run")
+            return
         old = fs.set_aside(src)
         if old:
             self.log.info(f"{show(a.name)}: helper files of an earlier run set aside in {old.relative_to(src)}")
@@ -154,8 +158,7 @@ class Sweep:
         dest = fs.move(src, self.root / fs.PENDING, a.name)
         self.left_inbox.add(a.name)
         fs.crash_point("claimed")
-        after = [self.ids.get(n) or _job_id(self.chains.pending.get(n)) for n in a.after]
-        job_id = self._start(dest, tuple(i for i in after if i))
+        job_id = self._start(dest, after)
         if job_id:
             self.ids[a.name] = job_id
 
@@ -192,6 +195,9 @@ class Sweep:
         for name in names:
             up = resolve(self.root, name, self.chains.inbox, self.chains.pending)
             status = self._status(up.record)
+            if status is not None and status.state is State.FAILED and status.lost:
+                self.log.info(f"{show(path.name)}: waits for {show(name)}, which the infrastructure ended")
+                return None  # it may be retried (--retries); if not, it is finished as failed and so is this
             if (up.where == "complete" and up.failed) or (status is not None and status.state is State.FAILED):
                 why = up.failed if up.where == "complete" else status.reason.split("\n", 1)[0] if status else ""
                 self.finish(Finish(path.name, f"{NOT_RUN} it runs after {show(name)}, which failed: {why}"))
@@ -329,9 +335,9 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
 
 
 def _with_attempts(root: Path, p: PendingFolder, obs: Observation) -> PendingFolder:
-    """A pending folder whose job the infrastructure ended, with its earlier attempts (read only then)."""
+    """A pending folder whose job failed, with its earlier attempts (read only then)."""
     status = obs.statuses.get(p.record.job_id) if p.record else None
-    if status is None or not status.lost:
+    if status is None or status.state is not State.FAILED:
         return p
     return p._replace(attempts=fs.read_attempts(root / fs.PENDING / p.name))
 

@@ -134,3 +134,37 @@ def test_the_plan_hands_a_chain_to_an_engine_that_takes_it_and_waits_otherwise()
     for obs, up_state in ((Observation(), pending), (active, Upstream("up", "pending", "up", None))):
         (action,) = plan([], obs, [folder(up_state)], "slurm", 10, chains_in_engine=True)
         assert isinstance(action, Wait)
+
+
+def test_a_link_moved_back_by_retry_failed_is_waited_for_again(root: Path, ledger: Path) -> None:
+    chain_job(root, "fit", ledger)
+    drain(root)  # complete/fit ended well
+    chain_job(root, "fit", ledger, tail="exit 3")
+    drain(root)  # complete/fit.2 failed
+    assert run(root, "--retry-failed").returncode == 0  # inbox/fit.2 again
+    (root / "inbox" / "fit.2" / "job.sh").write_text(f"#!/bin/bash\necho fit.2 >> {ledger}\nsleep 1\n")
+    chain_job(root, "plot", ledger, "fit")
+    drain(root)
+    assert read_ledger(ledger)[-2:] == ["fit.2", "plot"]  # plot waited for the re-run, not the old success
+
+
+def test_later_edits_and_gaps_in_complete_do_not_change_which_folder_a_name_means(root: Path, ledger: Path) -> None:
+    chain_job(root, "fit", ledger)
+    drain(root)
+    chain_job(root, "fit", ledger, tail="exit 3")
+    drain(root)  # complete/fit (good, older), complete/fit.2 (failed, newer)
+    (root / "complete" / "fit" / "notes.txt").write_text("looked at it\n")  # an edit: a newer ctime
+    chain_job(root, "plot", ledger, "fit")
+    drain(root)
+    assert "it runs after fit (fit.2), which failed" in error_of(root, "plot")
+    os.rename(root / "complete" / "fit", root / "fit-aside")  # a gap before fit.2
+    chain_job(root, "plot2", ledger, "fit")
+    drain(root)
+    assert "it runs after fit (fit.2), which failed" in error_of(root, "plot2")
+
+
+def test_a_link_waits_while_the_job_before_it_may_be_run_again() -> None:
+    lost = Observation({"7": Status(State.FAILED, "Slurm reports job 7 NODE_FAIL: its node failed.", lost=True)})
+    pending = Upstream("up", "pending", "up", rec("7"))
+    (action,) = plan([], lost, [folder(pending)], "slurm", 10, chains_in_engine=True)
+    assert action == Wait("down", "waiting for up (ended by the infrastructure; it may run again)")

@@ -95,3 +95,11 @@ def test_an_attempt_noted_again_is_the_same_attempt(tmp_path: Path) -> None:
     fs.note_attempt(tmp_path, fs.Attempt("12", "lost"))
     fs.note_attempt(tmp_path, fs.Attempt("15", "lost"))
     assert [a.job_id for a in fs.read_attempts(tmp_path)] == ["12", "15"]
+
+
+def test_a_retry_is_a_start_within_the_runs_limits() -> None:
+    record = fs.Submitted("slurm", "9", 1.0, "/r/pending/j")
+    lost = Observation({"9": Status(State.FAILED, "Slurm reports job 9 NODE_FAIL: its node failed.", lost=True)})
+    assert plan([PendingFolder("j", record)], lost, [], "slurm", 0, retries=1) == []  # batch limit 0, or a pause
+    full = lost._replace(room=0)  # --max-queued reached
+    assert plan([PendingFolder("j", record)], full, [], "slurm", 5, retries=1) == []

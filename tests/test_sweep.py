@@ -9,7 +9,7 @@ from typing import Sequence
 from conftest import make_job, run
 
 from jobroot import folders as fs
-from jobroot.engine import Observation, SubmitRefused
+from jobroot.engine import Observation, SubmitRefused, SubmitUnknown
 from jobroot.folders import Submitted
 from jobroot.log import Log
 from jobroot.plan import Submit
@@ -61,3 +61,24 @@ def test_a_folder_never_reaches_complete_without_its_verdict(root: Path) -> None
         assert finished.returncode == 0, finished.stderr
     assert finished.returncode == -9, "the job never finished"
     assert (root / "complete" / "fails" / fs.ERROR).read_text().startswith("The job exited with code 3")
+
+
+class UncertainEngine(RefusingEngine):
+    """Takes chains; its answer for the first folder is lost (SubmitUnknown)."""
+
+    chains = True
+
+    def submit(self, job_dir: Path, after: Sequence[str] = ()) -> str:
+        self.submitted.append(job_dir.name)
+        if job_dir.name == "a":
+            raise SubmitUnknown("sbatch: timed out")
+        return "42"
+
+
+def test_a_link_whose_upstream_got_no_id_this_run_is_not_submitted_without_it(root: Path) -> None:
+    for name in ("a", "b"):
+        make_job(root, name, "true\n")
+    engine = UncertainEngine()
+    Sweep(root, engine, Log(root, False, "info"), StopFlag()).apply([Submit("a"), Submit("b", ("a",))])
+    assert engine.submitted == ["a"]  # b would otherwise have run at once, with no dependency
+    assert os.listdir(root / "inbox") == ["b"]
