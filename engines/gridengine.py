@@ -13,6 +13,7 @@ record, the user's jobs no folder has recorded (for the token in their account s
 
 import os
 import pwd
+import re
 import shlex
 import time
 from datetime import datetime, timezone
@@ -192,7 +193,8 @@ class GridEngine:
             except EngineError as e:
                 problems.append(f"qstat -j failed; jobs in an error state and unrecorded jobs wait for it: {e}")
                 problems_from_details = True
-        foreign += [j for j in shared if base_id(j.job_id) in details and details[base_id(j.job_id)].account != j.token]
+        checked = [j for j in shared + in_error if j.token and base_id(j.job_id) in details]  # never another job's verdict
+        foreign += [j for j in checked if details[base_id(j.job_id)].account != j.token and j not in foreign]
         statuses: dict[str, Status] = {}
         found: dict[str, str] = {}
         since_of: dict[str, float] = {}
@@ -204,14 +206,14 @@ class GridEngine:
                 statuses[job.job_id] = Status(State.UNKNOWN)  # never judged by another job's id
                 match = _match(path, (job.token, job.submitted), candidates)
                 if match:
-                    found[path.name], since_of[path.name] = match.job_id, match.submitted or job.submitted
+                    found[path.name], since_of[path.name] = _whole(path, match), match.submitted or job.submitted
                 else:
                     problems.append(f"{path.name}: recorded job {job.job_id} is not this folder's job; looking for it")
                 continue
             if job in in_error and not quick:
                 if base in details or not problems_from_details:
-                    statuses[job.job_id] = self._delete_in_error(job, details.get(base), problems)
-                else:  # qstat -j did not answer: delete it once its reason can be given
+                    statuses[job.job_id] = _in_error(job, details.get(base))
+                else:  # qstat -j did not answer: ended once its reason can be given
                     statuses[job.job_id] = Status(State.ACTIVE, phase="queued")
                 continue
             status = decide(job.job_id, by_job.get(base, []), mine if records is not None else None)
@@ -221,12 +223,12 @@ class GridEngine:
             if job in nowhere:  # the job with the folder's token under another id: that id was the right one
                 match = _match(path, (job.token, job.submitted), candidates)
                 if match and match.job_id != job.job_id:
-                    found[path.name], since_of[path.name] = match.job_id, match.submitted or job.submitted
+                    found[path.name], since_of[path.name] = _whole(path, match), match.submitted or job.submitted
         unsure: set[str] = set()
         for path, claim in claims.items():
             match = _match(path, claim, candidates)
             if match:
-                found[path.name], since_of[path.name] = match.job_id, match.submitted or claim[1]
+                found[path.name], since_of[path.name] = _whole(path, match), match.submitted or claim[1]
             elif records is None or (strangers and not details) or now - claim[1] < self.timeout + 30:
                 unsure.add(path.name)  # cannot rule a submission out yet
             elif not claim[0] and any(c.submitted is None or c.submitted >= claim[1] - CLAIM_SLACK for c in candidates):
@@ -240,13 +242,24 @@ class GridEngine:
             room = self.max_queued - sum(task_count(q.tasks) for q in queued)
         return Observation(statuses, found, frozenset(unsure), room, tuple(notes), tuple(problems), since_of)
 
-    def cancel(self, jobs: Sequence[Submitted]) -> None:
+    def cancel(self, jobs: Sequence[Submitted], why: str = "") -> None:
+        """qdel, for the jobs qstat -j shows with this folder's token (a garbled recorded id never deletes
+        another job). The deletion, and why, is noted first: a job deleted before it started leaves no record."""
         if not jobs:
             return
+        shown = {
+            d.job: d
+            for d in parse_details(self._query(["qstat", "-xml", "-j", ",".join(base_id(j.job_id) for j in jobs)], "qstat -j"))
+        }
+        others = [j for j in jobs if j.token and base_id(j.job_id) in shown and shown[base_id(j.job_id)].account != j.token]
+        ours = [j for j in jobs if j not in others]
         now = time.time()
-        for job in jobs:  # a job deleted before it started leaves no record: remember the deletion first
-            note_deleted(Path(job.path), now)
-        self._qdel([base_id(j.job_id) for j in jobs])
+        for job in ours:
+            note_deleted(Path(job.path), now, why)
+        if ours:
+            self._qdel([base_id(j.job_id) for j in ours])
+        if others:
+            raise EngineError(f"not deleted: job {', '.join(j.job_id for j in others)} carries another folder's token")
 
     def _qdel(self, ids: list[str]) -> None:
         result = self.run(["qdel", *ids], self.timeout, None, self.env)
@@ -256,22 +269,6 @@ class GridEngine:
             harmless = ("does not exist", "has deleted", "registered the job", "already in deletion")
             if not lines or not all(any(h in line for h in harmless) for line in lines):
                 raise CommandFailed(result.argv, result.returncode, result.stderr or result.stdout)
-
-    def _delete_in_error(self, job: Submitted, detail: Optional[Detail], problems: list[str]) -> Status:
-        """A job in an error state (Eqw) never starts by itself: delete it and say why, in Grid Engine's words."""
-        why = "; ".join(dict.fromkeys(detail.messages)) if detail and detail.messages else "qstat -j gave no reason"
-        reason = (
-            f"Grid Engine put job {base_id(job.job_id)} in an error state (Eqw), where it would never start by itself: "
-            f"{why}\nThe {'array job was deleted (qdel) with all its tasks' if '.' in job.job_id else 'job was deleted (qdel)'}; "
-            "fix the cause, then run the folder again (--retry-failed)."
-        )
-        note_deleted(Path(job.path), time.time(), reason)  # the next run knows why, even if killed right after qdel
-        try:
-            self._qdel([base_id(job.job_id)])
-        except EngineError as e:
-            problems.append(f"{Path(job.path).name}: job {job.job_id} is in an error state and could not be deleted: {e}")
-            return Status(State.ACTIVE, phase="queued")
-        return Status(State.FAILED, reason)
 
     def _qacct_argv(self, oldest: float, now: float) -> list[str]:
         start = max(oldest - 300, parse_lookback(self.lookback, now))
@@ -310,21 +307,50 @@ def _others(job: Submitted, records: list[Record]) -> bool:
     return bool(recent) and not any(_own(job, r) for r in recent)
 
 
-def _sets_account(script: Path) -> bool:
-    """Does a `#$` line of job.sh set -A (the account string)?"""
+def _in_error(job: Submitted, detail: Optional[Detail]) -> Status:
+    """A job in an error state (Eqw) never starts by itself: failed, in Grid Engine's words; the sweep deletes it."""
+    why = "; ".join(dict.fromkeys(detail.messages)) if detail and detail.messages else "qstat -j gave no reason"
+    deleted = "array job is deleted (qdel) with all its tasks" if "." in job.job_id else "job is deleted (qdel)"
+    reason = (
+        f"Grid Engine put job {base_id(job.job_id)} in an error state (Eqw), where it would never start by itself: "
+        f"{why}\nThe {deleted}; fix the cause, then run the folder again (--retry-failed)."
+    )
+    return Status(State.FAILED, reason, stuck=True)
+
+
+def _options(script: Path) -> list[str]:
+    """Every word of job.sh's `#$` lines."""
     try:
         text = script.read_text(errors="replace")
     except OSError:
-        return False
+        return []
+    words: list[str] = []
     for line in text.splitlines():
         if line.startswith("#$"):
             try:
-                words = shlex.split(line[2:], comments=True)
+                words += shlex.split(line[2:], comments=True)
             except ValueError:
-                words = line[2:].split()
-            if "-A" in words:
-                return True
-    return False
+                words += line[2:].split()
+    return words
+
+
+def _sets_account(script: Path) -> bool:
+    """Does a `#$` line of job.sh set -A (the account string)?"""
+    return "-A" in _options(script)
+
+
+def _whole(path: Path, match: Candidate) -> str:
+    """The id to record for an adopted job. One known only from qacct lists the tasks whose records have
+    come so far: the array's whole range comes from job.sh's `#$ -t` instead, as qsub would print it."""
+    if match.cwd or "." not in match.job_id:
+        return match.job_id  # from qstat -j: its whole range; or a plain job
+    words = _options(path / "job.sh")
+    spec = words[words.index("-t") + 1] if "-t" in words[:-1] else ""
+    m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", spec)
+    if not m:
+        return match.job_id
+    lo, hi, step = m.group(1), m.group(2) or m.group(1), m.group(3) or "1"
+    return f"{base_id(match.job_id)}.{lo}-{hi}:{step}"
 
 
 def _candidates(details: dict[str, Detail], strangers: list[str], records: list[Record], recorded: set[str]) -> list[Candidate]:

@@ -91,7 +91,7 @@ class LocalEngine:
             # else: the launcher died before the wrapper started: nothing ran, launch again
         return Observation(statuses, found, frozenset(unsure), max(0, self.slots - active))
 
-    def cancel(self, jobs: Sequence[Submitted]) -> None:
+    def cancel(self, jobs: Sequence[Submitted], why: str = "") -> None:
         """SIGTERM to the job's process group; its wrapper outlives it and records how it ended."""
         for job in jobs:
             if self._status(Path(job.path)).state is State.ACTIVE:  # lock held: the group is this job's, not a reused id

@@ -234,7 +234,7 @@ class SlurmEngine:
             room = self.max_queued - sum(task_count(r.job_id) for r in queued if is_active(r.word))
         return Observation(statuses, found, frozenset(unsure), room, tuple(notes), tuple(problems), since)
 
-    def cancel(self, jobs: Sequence[Submitted]) -> None:
+    def cancel(self, jobs: Sequence[Submitted], why: str = "") -> None:
         if jobs:
             result = self.run(["scancel", *[j.job_id for j in jobs]], self.timeout, None, self.env)
             if result.returncode != 0:

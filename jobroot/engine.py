@@ -29,6 +29,7 @@ class Status(NamedTuple):
     reason: str = ""  # for FAILED: first line is a plain sentence; more lines may follow
     phase: str = ""  # for ACTIVE: "queued" or "running"
     lost: bool = False  # for FAILED: ended by the infrastructure (a failed node, a reboot), not by itself
+    stuck: bool = False  # for FAILED: the batch system still holds the job, which can never start: end it first
 
 
 class Observation(NamedTuple):
@@ -114,8 +115,11 @@ class Engine(Protocol):
         cheapest query (a status display), which may leave ended jobs UNKNOWN.
         """
 
-    def cancel(self, jobs: Sequence[Submitted]) -> None:
-        """Ask the batch system to end these jobs (raises EngineError when it cannot be asked)."""
+    def cancel(self, jobs: Sequence[Submitted], why: str = "") -> None:
+        """Ask the batch system to end these jobs (raises EngineError when it cannot be asked).
+
+        why: the verdict that made the sweep end them (a stuck job), for an engine to keep with them.
+        """
 
 
 class EngineClass(Protocol):

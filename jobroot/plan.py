@@ -103,13 +103,15 @@ class Adopt(NamedTuple):  # a claimed pending folder the engine did start: recor
 class Finish(NamedTuple):  # pending -> complete; reason set for a failure
     name: str
     reason: str = ""
+    end: Optional[Submitted] = None  # a job the batch system still holds but will never start: end it first
 
     def to(self, actor: Actor) -> None:
         actor.finish(self)
 
     def describe(self) -> str:
         verdict = f" with job_error.txt: {self.reason.splitlines()[0]}" if self.reason else ""
-        return f"move pending/{show(self.name)} to complete/{verdict}"
+        first = f" (ending job {self.end.job_id} first)" if self.end else ""
+        return f"move pending/{show(self.name)} to complete/{verdict}{first}"
 
 
 class Cancel(NamedTuple):  # the user asked: tell the engine; the folder moves once the job has ended
@@ -230,7 +232,7 @@ def plan(
                         starts += 1
                 else:
                     reason = f"{CANCELLED}\n{status.reason}" if p.cancel else status.reason
-                    actions.append(Finish(p.name, reason + _history(earlier, retries)))
+                    actions.append(Finish(p.name, reason + _history(earlier, retries), p.record if status.stuck else None))
     room = batch_limit - starts
     if obs.room is not None:
         room = min(room, obs.room - starts)

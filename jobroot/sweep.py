@@ -260,8 +260,11 @@ class Sweep:
 
     def finish(self, a: Finish) -> None:
         path = self.root / fs.PENDING / a.name
-        if a.reason and not a.reason.startswith(NOT_RUN):
-            a = a._replace(reason=self._upstream_failure(path) + a.reason)
+        if a.end is not None:  # the batch system holds it, never to start it: end it, its verdict kept with it
+            fs.crash_point("engine-call")
+            self.engine.cancel([a.end], a.reason)
+        if self.engine.chains and "CANCELLED" in a.reason.split("\n", 1)[0] and not a.reason.startswith(NOT_RUN):
+            a = a._replace(reason=self._upstream_failure(path) + a.reason)  # ended unstarted by the batch system
         if a.reason:
             fs.write_atomic(path / fs.ERROR, a.reason.rstrip("\n") + "\n")
         fs.remove_temp_files(path)

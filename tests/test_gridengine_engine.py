@@ -131,35 +131,45 @@ def test_a_qacct_that_failed_leaves_ended_jobs_unknown(tmp_path: Path) -> None:
     assert obs.statuses["1"].state is State.UNKNOWN and obs.problems == ()
 
 
-def test_a_job_in_an_error_state_is_deleted_with_grid_engines_reason_remembered_first(tmp_path: Path) -> None:
+def test_a_job_in_an_error_state_is_failed_in_grid_engines_words_and_deleted_with_its_reason_noted_first(
+    tmp_path: Path,
+) -> None:
     job = submitted(tmp_path, "12", token="jobroot-t")
     reason = 'error: can\'t open output file "/nonexistent/dir/out": No such file or directory'
+    runner = FakeRunner(qstat=qstat(("12", "Eqw", "")), qstat_j=details(("12", "jobroot-t", reason)), qacct=ok(""))
+    status = GridEngine(runner=runner, user="u").observe([job], []).statuses["12"]
+    assert status.state is State.FAILED and status.stuck and "error state (Eqw)" in status.reason and reason in status.reason
+    assert ["qstat", "-xml", "-j", "12"] in runner.calls and runner.count("qdel") == 0  # observing deletes nothing
 
     def qdel(argv: list[str]) -> Result:
         note = json.loads((Path(job.path) / fs.CLAIM).read_text())["deleted"]
-        assert reason in note["why"], "the reason must be on disk before the job is deleted"
+        assert note["why"] == status.reason, "the reason must be on disk before the job is deleted"
         return ok("root has deleted job 12\n")
 
-    runner = FakeRunner(qstat=qstat(("12", "Eqw", "")), qstat_j=details(("12", "jobroot-t", reason)), qdel=qdel, qacct=ok(""))
-    status = GridEngine(runner=runner, user="u").observe([job], []).statuses["12"]
-    assert status.state is State.FAILED and "error state (Eqw)" in status.reason and reason in status.reason
-    assert ["qstat", "-xml", "-j", "12"] in runner.calls and ["qdel", "12"] in runner.calls
+    GridEngine(runner=FakeRunner(qstat_j=details(("12", "jobroot-t", reason)), qdel=qdel), user="u").cancel([job], status.reason)
     # Killed right after qdel: the next run finds the job nowhere, and the note says why.
     runner = FakeRunner(qstat=qstat(), qacct=ok(""))
-    assert GridEngine(runner=runner, user="u").observe([job], []).statuses["12"] == status
+    assert GridEngine(runner=runner, user="u").observe([job], []).statuses["12"] == status._replace(stuck=False)
+
+
+def test_a_garbled_id_never_deletes_another_job_nor_takes_its_verdict(tmp_path: Path) -> None:
+    job = submitted(tmp_path, "12", token="jobroot-mine")
+    other = details(("12", "jobroot-someone-else", "error: x"))
+    runner = FakeRunner(qstat=qstat(("12", "Eqw", "")), qstat_j=other, qacct=ok(""))
+    assert GridEngine(runner=runner, user="u").observe([job], []).statuses["12"].state is State.UNKNOWN
+    deleting = FakeRunner(qstat_j=other, qdel=ok())
+    with pytest.raises(EngineError, match="another folder's token"):
+        GridEngine(runner=deleting, user="u").cancel([job])
+    assert deleting.count("qdel") == 0
 
 
 def test_a_job_in_an_error_state_that_cannot_be_deleted_stays_and_is_reported(tmp_path: Path) -> None:
-    runner = FakeRunner(
-        qstat=qstat(("12", "Eqw", "")), qstat_j=details(("12", "", "error: x")), qdel=ok(stderr="denied: not allowed", rc=1)
-    )
-    obs = GridEngine(runner=runner, user="u").observe([submitted(tmp_path, "12")], [])
-    assert obs.statuses["12"].state is State.ACTIVE and "could not be deleted" in obs.problems[0]
+    runner = FakeRunner(qstat_j=details(("12", "", "error: x")), qdel=ok(stderr="denied: not allowed", rc=1))
+    with pytest.raises(EngineError):
+        GridEngine(runner=runner, user="u").cancel([submitted(tmp_path, "12")], "why")
     quick = FakeRunner(qstat=qstat(("12", "Eqw", "")))
-    assert (
-        GridEngine(runner=quick, user="u").observe([submitted(tmp_path, "12")], [], quick=True).statuses["12"].state
-        is State.ACTIVE
-    )
+    shown = GridEngine(runner=quick, user="u").observe([submitted(tmp_path, "12")], [], quick=True)
+    assert shown.statuses["12"].state is State.ACTIVE
     assert quick.count("qdel") == 0  # a status display changes nothing
 
 
@@ -171,7 +181,7 @@ def test_a_job_in_an_error_state_waits_while_qstat_j_cannot_give_its_reason(tmp_
 
 def test_a_job_deleted_before_it_started_is_failed_once_its_record_cannot_still_come(tmp_path: Path) -> None:
     job = submitted(tmp_path, "5")
-    engine = GridEngine(runner=FakeRunner(qdel=ok("root has deleted job 5\n")), user="u")
+    engine = GridEngine(runner=FakeRunner(qstat_j=details(("5", "", "")), qdel=ok("root has deleted job 5\n")), user="u")
     engine.cancel([job])
     runner = FakeRunner(qstat=qstat(), qacct=ok(""))
     assert GridEngine(runner=runner, user="u").observe([job], []).statuses["5"].state is State.UNKNOWN  # its record may come
@@ -187,9 +197,9 @@ def test_a_job_deleted_before_it_started_is_failed_once_its_record_cannot_still_
 
 
 def test_qdel_of_a_job_that_has_just_ended_is_not_an_error(tmp_path: Path) -> None:
-    runner = FakeRunner(qdel=ok(stderr='denied: job "41" does not exist', rc=1))
+    runner = FakeRunner(qstat_j=details(), qdel=ok(stderr='denied: job "41" does not exist', rc=1))
     GridEngine(runner=runner, user="u").cancel([submitted(tmp_path, "41")])
-    runner = FakeRunner(qdel=ok(stderr="error: commlib error: got select error (Connection refused)", rc=1))
+    runner = FakeRunner(qstat_j=details(), qdel=ok(stderr="error: commlib error: got select error (Connection refused)", rc=1))
     with pytest.raises(EngineError):
         GridEngine(runner=runner, user="u").cancel([submitted(tmp_path, "41")])
 
@@ -297,3 +307,17 @@ def test_two_folders_recording_one_id_are_told_apart_by_their_tokens(tmp_path: P
     obs = GridEngine(runner=runner, user="u").observe([a, b], [])
     assert dict(obs.found) == {Path(b.path).name: "8"}
     assert ["qstat", "-xml", "-j", "7,8"] in runner.calls
+
+
+def test_an_array_adopted_from_qacct_is_recorded_with_its_whole_range_from_job_sh(tmp_path: Path) -> None:
+    # Its tasks' records reach the accounting file in different flushes: two of three have come so far.
+    path = claim(tmp_path, "arr", "jobroot-arr", 600)
+    (path / "job.sh").write_text("#!/bin/bash\n#$ -t 1-3\ntrue\n")
+    runner = FakeRunner(
+        qstat=qstat(), qacct=ok(record("9", 0, "jobroot-arr", task="1") + record("9", 0, "jobroot-arr", task="2"))
+    )
+    assert dict(GridEngine(runner=runner, user="u").observe([], [path]).found) == {"arr": "9.1-3:1"}
+    (path / "job.sh").write_text("#!/bin/bash\n#$ -t 2-10:4\ntrue\n")
+    assert dict(GridEngine(runner=runner, user="u").observe([], [path]).found) == {"arr": "9.2-10:4"}
+    job = submitted(tmp_path, "9.1-3:1", token="jobroot-arr")
+    assert GridEngine(runner=runner, user="u").observe([job], []).statuses["9.1-3:1"].state is State.UNKNOWN  # task 3 to come

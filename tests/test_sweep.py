@@ -32,7 +32,7 @@ class RefusingEngine:
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         return Observation()
 
-    def cancel(self, jobs: Sequence[Submitted]) -> None:
+    def cancel(self, jobs: Sequence[Submitted], why: str = "") -> None:
         pass
 
 
