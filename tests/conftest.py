@@ -119,6 +119,12 @@ def gridengine_cell() -> None:
 
 @pytest.fixture
 def ge_root(tmp_path: Path, gridengine_cell: None) -> Path:
+    # The test cell is this suite's own: jobs an earlier, interrupted run left behind are deleted first.
+    subprocess.run(["qdel", "-u", "root"], capture_output=True, timeout=60)
+    deadline = time.monotonic() + 60
+    while subprocess.run(["qstat", "-u", "root"], capture_output=True, text=True, timeout=60).stdout.strip():
+        assert time.monotonic() < deadline, "jobs left in the test cell could not be deleted"
+        time.sleep(0.5)
     r = tmp_path / "root"
     result = run(r, "-s", "-e", "gridengine", "--settle", "0", "--breaker", "0")
     assert result.returncode == 0, result.stderr
