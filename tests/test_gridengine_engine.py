@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, Union
 
 import pytest
 
@@ -19,7 +19,7 @@ from jobroot.engines._process import Result
 from jobroot.engines.gridengine import DELETE_GRACE, GridEngine
 from jobroot.folders import Submitted
 
-Answer = Result | Exception | Callable[[list[str]], Result]
+Answer = Union[Result, Exception, Callable[[list[str]], Result]]
 
 
 class FakeRunner:
