@@ -47,7 +47,7 @@ CATALOGUE = [
       "tests/test_fs.py::test_move_takes_the_next_name_when_the_target_appears_after_the_check"),
     M("settle time ignores subfolders", "jobroot/folders.py", "                    stack.append(entry.path)", "                    pass",
       "tests/test_fs.py::test_settle_time_sees_a_change_deep_in_a_subfolder"),
-    M("settle time ignores change times", "jobroot/folders.py", "newest = max(newest, st.st_mtime, st.st_ctime)",
+    M("settle time reads modification times, not change times", "jobroot/folders.py", "newest = max(newest, st.st_ctime)",
       "newest = max(newest, st.st_mtime)", "tests/test_fs.py::test_settle_time_counts_change_times_not_only_modification_times"),
     M("write_atomic does not replace an existing file", "jobroot/folders.py", "        os.replace(tmp, path)", "        os.link(tmp, path)",
       "tests/test_fs.py::test_write_atomic_replaces_whole_and_leaves_no_temp"),
