@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from jobroot import folders as fs
+from jobroot.engine import SubmitRefused
 
 REFUSAL_TRIES = 3  # a refusal in neither table is tried this many times (across runs), then final
 
@@ -59,6 +60,23 @@ def count_refusal(job_dir: Path, token: str, claimed: float, refusals: list[str]
         return True, f"{command} refused it {len(refusals)} times, for a reason not known to be passing:\n{attempts}"
     write_claim(job_dir, token, claimed, refusals)
     return False, f"{message} (a refusal not known to be passing or final: attempt {len(refusals)} of {REFUSAL_TRIES})"
+
+
+def refused(
+    job_dir: Path, token: str, claimed: float, refusals: list[str], message: str, kind: str, command: str
+) -> SubmitRefused:
+    """What to raise when the submit command exited non-zero without a job id; kind: "transient",
+    "permanent" or "unknown" (a reason in neither table: counted in the claim, final at the last try).
+
+    Refused for good: the claim goes (nothing was created). Transient: it stays, since the batch system may
+    have created the job and lost only the answer; the next run adopts it by its token, or submits again.
+    """
+    if kind == "unknown":
+        final, message = count_refusal(job_dir, token, claimed, refusals, message, command)
+        kind = "permanent" if final else kind
+    if kind == "permanent":
+        forget_claim(job_dir)
+    return SubmitRefused(message, permanent=kind == "permanent")
 
 
 def note_deleted(job_dir: Path, when: float, why: str = "") -> None:

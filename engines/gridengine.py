@@ -34,12 +34,12 @@ from jobroot.engine import (
     SubmitUnknown,
 )
 from jobroot.engines._claim import (
-    count_refusal,
     deleted,
     earlier_refusals,
     forget_claim,
     note_deleted,
     read_claim,
+    refused,
     write_claim,
 )
 from jobroot.engines._gridparse import (
@@ -137,14 +137,7 @@ class GridEngine:
         if result.returncode == 0:
             raise SubmitUnknown(f"qsub exited 0 but printed no job id: {result.stdout.strip()!r}")
         message = result.stderr.strip() or result.stdout.strip() or f"qsub exited with {result.returncode}"
-        kind = classify_refusal(message)
-        if kind == "unknown":
-            final, message = count_refusal(job_dir, token, claimed, refusals, message, "qsub")
-            kind = "permanent" if final else kind
-        if kind == "permanent":
-            forget_claim(job_dir)  # refused on its merits: nothing was created
-        # A transient error may come after qmaster created the job (a lost answer): the claim stays.
-        raise SubmitRefused(message, permanent=kind == "permanent")
+        raise refused(job_dir, token, claimed, refusals, message, classify_refusal(message), "qsub")
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         if not jobs and not claimed and self.max_queued is None:

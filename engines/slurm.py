@@ -28,7 +28,7 @@ from jobroot.engine import (
     SubmitRefused,
     SubmitUnknown,
 )
-from jobroot.engines._claim import count_refusal, earlier_refusals, forget_claim, read_claim, write_claim
+from jobroot.engines._claim import earlier_refusals, forget_claim, read_claim, refused, write_claim
 from jobroot.engines._process import Runner, run
 from jobroot.engines._slurmenv import command_env, sbatch_words, user_sets
 from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
@@ -138,15 +138,7 @@ class SlurmEngine:
         if result.returncode == 0:
             raise SubmitUnknown(f"sbatch exited 0 but printed no job id: {result.stdout.strip()!r}")
         message = result.stderr.strip() or result.stdout.strip() or f"sbatch exited with {result.returncode}"
-        kind = classify_refusal(message)
-        if kind == "unknown":
-            final, message = count_refusal(job_dir, token, claimed, refusals, message, "sbatch")
-            kind = "permanent" if final else kind
-        if kind == "permanent":
-            forget_claim(job_dir)  # refused on its merits: nothing was created
-        # A transient error may come after slurmctld created the job (a lost answer): the claim stays,
-        # and the next run adopts the job by its token, or submits again once the grace period is over.
-        raise SubmitRefused(message, permanent=kind == "permanent")
+        raise refused(job_dir, token, claimed, refusals, message, classify_refusal(message), "sbatch")
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         if not jobs and not claimed and self.max_queued is None:
