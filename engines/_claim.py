@@ -34,9 +34,18 @@ def read_claim(job_dir: Path) -> Optional[tuple[str, float]]:
         return None
 
 
-def write_claim(job_dir: Path, token: str, claimed: float, refusals: list[str]) -> None:
-    record = {"token": token, "claimed": claimed, **({"refusals": refusals} if refusals else {})}
+def write_claim(job_dir: Path, token: str, claimed: float, refusals: list[str], where: str = "") -> None:
+    """where: the place the job was sent to, when the batch system has more than one (Slurm: its --clusters)."""
+    record: dict[str, Any] = {"token": token, "claimed": claimed}
+    record.update({"refusals": refusals} if refusals else {})
+    record.update({"where": where} if where else {})
     fs.write_atomic(job_dir / fs.CLAIM, json.dumps(record) + "\n")
+
+
+def claim_where(job_dir: Path) -> str:
+    """Where the claimed job was sent (write_claim's where), or ""."""
+    where = _load(job_dir).get("where", "")
+    return where if isinstance(where, str) else ""
 
 
 def earlier_refusals(job_dir: Path) -> list[str]:
@@ -58,7 +67,7 @@ def count_refusal(job_dir: Path, token: str, claimed: float, refusals: list[str]
     if len(refusals) >= REFUSAL_TRIES:
         attempts = "\n".join(f"attempt {i}: {m}" for i, m in enumerate(refusals, 1))
         return True, f"{command} refused it {len(refusals)} times, for a reason not known to be passing:\n{attempts}"
-    write_claim(job_dir, token, claimed, refusals)
+    write_claim(job_dir, token, claimed, refusals, claim_where(job_dir))
     return False, f"{message} (a refusal not known to be passing or final: attempt {len(refusals)} of {REFUSAL_TRIES})"
 
 

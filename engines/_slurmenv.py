@@ -7,7 +7,7 @@ explicit, recorded option instead, and never override the job's own #SBATCH line
 
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 # What a sweep inherits must not change what Slurm's commands print or what sbatch submits: these
 # variables (SLURM_TIME_FORMAT, SBATCH_PARTITION, SQUEUE_ACCOUNT, an scrontab job's own SLURM_*, ...) are
@@ -20,7 +20,7 @@ _SHORT = {"account": "A", "partition": "p", "qos": "q", "time": "t", "job-name":
           "dependency": "d", "clusters": "M", "array": "a", "chdir": "D", "gpus": "G", "nodelist": "w",
           "exclude": "x", "licenses": "L", "begin": "b", "hold": "H"}  # fmt: skip
 # Options that would change how the reconciler follows every job, never site defaults.
-_NOT_DEFAULTS = ("clusters", "chdir", "wait", "parsable", "comment", "array", "export")
+_NOT_DEFAULTS = ("chdir", "wait", "parsable", "comment", "array", "export")
 
 
 def command_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -29,7 +29,8 @@ def command_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def sbatch_words(script: Path) -> list[str]:
-    """Every word of every `#SBATCH` line of job.sh (sbatch reads all options on a line); read once per submission."""
+    """Every word of the `#SBATCH` lines of job.sh that sbatch reads (all options on a line; none after the
+    first line that is neither blank nor a comment); read once per submission."""
     import shlex
 
     try:
@@ -38,6 +39,8 @@ def sbatch_words(script: Path) -> list[str]:
         return []
     words: list[str] = []
     for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            break  # sbatch stops reading options at the first command
         if line.startswith("#SBATCH"):
             try:
                 words += shlex.split(line[len("#SBATCH") :], comments=True)
@@ -58,6 +61,22 @@ def user_sets(words: list[str], option: str) -> bool:
         elif short and word.startswith("-" + short):
             return True
     return False
+
+
+def option_value(words: list[str], option: str) -> Optional[str]:
+    """The value the words give an option (the last one, as sbatch takes it), in the spellings user_sets reads;
+    None when they do not set it."""
+    short = _SHORT.get(option)
+    value = None
+    for i, word in enumerate(words):
+        following = words[i + 1] if i + 1 < len(words) else ""
+        if word.startswith("--"):
+            name, eq, given = word[2:].partition("=")
+            if _spells(name, option):
+                value = given if eq else following
+        elif short and word.startswith("-" + short):
+            value = word[2:] or following
+    return value
 
 
 def _spells(name: str, option: str) -> bool:

@@ -45,9 +45,11 @@ TRANSIENT = (
     "invalid user id",  # a brief directory-service outage on the controller
     "maxsubmitjob",  # QOSMaxSubmitJobPerUserLimit, AssocMaxSubmitJobLimit: room comes back as jobs end
     "grpsubmitjob",  # AssocGrpSubmitJobsLimit, QOSGrpSubmitJobsLimit: the group's room comes back too
+    "can't be reached now",  # --clusters: that cluster's controller is down
 )
 PERMANENT = (
     "invalid partition",
+    "known by database",  # --clusters names a cluster the accounting does not know
     "invalid account",
     "invalid qos",
     "unrecognized option",
@@ -104,9 +106,16 @@ def make_row(job_id: str, state: str, exit_code: str = "", submit: Optional[floa
 
 
 def parse_sbatch_id(stdout: str) -> Optional[str]:
-    """`sbatch --parsable` prints `42` or `42;cluster`: the digits, or None when there are none."""
-    m = re.match(r"\s*(\d+)(?:;\S*)?\s*$", stdout)
+    """`sbatch --parsable` prints `42`, or `42;second` for a job sent to a cluster named with --clusters:
+    that, as the job's recorded id (split_id reads it), or None when there is no id."""
+    m = re.match(r"\s*(\d+(?:;[\w.-]+)?)\s*$", stdout)
     return m.group(1) if m else None
+
+
+def split_id(job_id: str) -> tuple[str, str]:
+    """A recorded id, `42` or `42;second`: (the id on its cluster, the cluster; "" for the one this host uses)."""
+    base, _, cluster = job_id.partition(";")
+    return base, cluster
 
 
 def base_id(job_id: str) -> str:
@@ -255,8 +264,9 @@ def is_active(word: str) -> bool:
     return word not in SUCCESS and word not in FAILURE
 
 
-def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accounting: bool = True) -> Status:
-    """The state of one submission from its squeue rows and its sacct rows (None: sacct not answered).
+def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accounting: bool = True, who: str = "Slurm") -> Status:
+    """The state of one submission from its squeue rows and its sacct rows (None: sacct not answered);
+    who reports it, in its verdict: "Slurm", or "Slurm cluster second" for a job sent there.
 
     With accounting off, the controller's final states (kept for MinJobAge) are all there is.
 
@@ -289,16 +299,16 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
     lines = "\n".join(f"{source}: {r.line.replace(SEP, ' | ')}" for r in final)
     lost = False
     if len(final) == 1 and not array:
-        head = f"Slurm reports job {final[0].job_id} {describe_failure(failed[0])}."
+        head = f"{who} reports job {final[0].job_id} {describe_failure(failed[0])}."
         lost = failed[0].word in LOST  # an array is never retried whole: its good tasks would run again
     else:
         listed = {int(r.job_id.split("_")[1]) for r in final if re.fullmatch(r"\d+_\d+", r.job_id)}
         total, bad = sum(_tasks(r, listed) for r in final), sum(_tasks(r, listed) for r in failed)
         shown = ", ".join(f"{r.job_id} {describe_failure(r)}" + _never_ran(r, listed, array) for r in failed)
         if any(_uncounted(r, array) for r in failed):
-            head = f"Slurm reports tasks of job {job_id} failed: {shown}."  # how many is no longer known
+            head = f"{who} reports tasks of job {job_id} failed: {shown}."  # how many is no longer known
         else:
-            head = f"Slurm reports {bad} of {total} tasks of job {job_id} failed: {shown}."
+            head = f"{who} reports {bad} of {total} tasks of job {job_id} failed: {shown}."
     return Status(State.FAILED, f"{head}\n{lines}", lost=lost)
 
 

@@ -20,14 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, NamedTuple, Optional, Sequence
 
-from jobroot.config import lookback as lookback_value
-from jobroot.config import parse_lookback, positive, seconds
+from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
 from jobroot.engine import (
     CommandFailed,
     CommandTimeout,
     EngineError,
     Observation,
-    Setting,
     State,
     Status,
     SubmitRefused,
@@ -59,7 +57,6 @@ from jobroot.engines._gridparse import (
 from jobroot.engines._process import Runner, run
 from jobroot.folders import Submitted
 
-TIMEOUT = 60.0  # seconds for any one command
 CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and qmaster
 REUSED_ID = 7 * 86400.0  # qacct records submitted this long before a job's record belong to an older job with its number
 DELETE_GRACE = 120.0  # a job deleted this long ago with no qacct record never started (the flush is 15 s by default)
@@ -77,25 +74,13 @@ class Candidate(NamedTuple):
 class GridEngine:
     name = "gridengine"
     chains = False  # a folder in a chain waits in inbox/ until the jobs it names ended well
-    SETTINGS = (
-        Setting(
-            "max_queued",
-            positive,
-            None,
-            "N",
-            "submit only while this user has fewer than N jobs and array tasks queued or running",
-        ),
-        Setting("lookback", lookback_value, "7d", "WHEN", "how far back sacct or qacct may look: 36h, 7d or a date (default 7d)"),
-        Setting(
-            "command_timeout", seconds, TIMEOUT, "SECONDS", "give up on any batch-system command after this long (default 60)"
-        ),
-    )
+    SETTINGS = BATCH_SETTINGS
 
     def __init__(
         self,
         max_queued: Optional[int] = None,
         lookback: str = "7d",
-        command_timeout: float = TIMEOUT,
+        command_timeout: float = COMMAND_TIMEOUT,
         runner: Runner = run,
         user: Optional[str] = None,
         environ: Optional[Mapping[str, str]] = None,

@@ -15,8 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from jobroot.config import lookback as lookback_value
-from jobroot.config import parse_lookback, positive, seconds
+from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
 from jobroot.engine import (
     CommandFailed,
     CommandTimeout,
@@ -28,9 +27,9 @@ from jobroot.engine import (
     SubmitRefused,
     SubmitUnknown,
 )
-from jobroot.engines._claim import earlier_refusals, forget_claim, read_claim, refused, write_claim
+from jobroot.engines._claim import claim_where, earlier_refusals, forget_claim, read_claim, refused, write_claim
 from jobroot.engines._process import Runner, run
-from jobroot.engines._slurmenv import command_env, sbatch_words, user_sets
+from jobroot.engines._slurmenv import command_env, option_value, sbatch_words, user_sets
 from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
 from jobroot.engines._slurmparse import (
     KNOWN,
@@ -43,11 +42,11 @@ from jobroot.engines._slurmparse import (
     is_active,
     parse_rows,
     parse_sbatch_id,
+    split_id,
     task_count,
 )
 from jobroot.folders import Submitted
 
-TIMEOUT = 60.0  # seconds for any one command; sbatch against a dead controller gives up after ~9 s
 CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and slurmctld
 MAX_ID_LIST = 100_000  # characters of --jobs=: one argument may not pass 128 KiB (Linux); beyond, a window search
 REUSED_ID = 7 * 86400.0  # sacct rows submitted this long before a job's record belong to an older job with its id
@@ -59,17 +58,7 @@ class SlurmEngine:
     name = "slurm"
     chains = True  # jobs in a chain are handed to sbatch with --dependency=afterok
     SETTINGS = (
-        Setting(
-            "max_queued",
-            positive,
-            None,
-            "N",
-            "submit only while this user has fewer than N jobs and array tasks queued or running",
-        ),
-        Setting("lookback", lookback_value, "7d", "WHEN", "how far back sacct or qacct may look: 36h, 7d or a date (default 7d)"),
-        Setting(
-            "command_timeout", seconds, TIMEOUT, "SECONDS", "give up on any batch-system command after this long (default 60)"
-        ),
+        *BATCH_SETTINGS,
         Setting(
             "sbatch_defaults",
             sbatch_defaults_value,
@@ -83,7 +72,7 @@ class SlurmEngine:
         self,
         max_queued: Optional[int] = None,
         lookback: str = "7d",
-        command_timeout: float = TIMEOUT,
+        command_timeout: float = COMMAND_TIMEOUT,
         sbatch_defaults: str = "",
         runner: Runner = run,
         user: Optional[str] = None,
@@ -107,17 +96,29 @@ class SlurmEngine:
         import secrets  # only submissions need it (3 ms of imports)
 
         lines = sbatch_words(job_dir / "job.sh")
-        if user_sets(lines, "clusters"):  # its squeue, sacct and scancel would all need -M: not followed yet
-            raise SubmitRefused("job.sh sets #SBATCH --clusters; jobs are followed on this cluster only: remove that line", True)
+        # The cluster the job goes to: job.sh's --clusters, else a site default's; "" for this host's own.
+        where = option_value(lines, "clusters") or option_value(self.defaults, "clusters") or ""
+        if "all" in where.split(","):
+            raise SubmitRefused("--clusters=all: name the clusters the job may go to (sacctmgr list clusters)", True)
         if after and user_sets(lines, "dependency"):  # the command line's would silently replace the job's own
             raise SubmitRefused("job.sh sets #SBATCH --dependency and the folder has an after file: use one or the other", True)
-        chain = [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=yes"] if after else []
+        elsewhere = [a for a in after if split_id(a)[1] != where]
+        if elsewhere:  # afterok names jobs of the cluster the job is sent to
+            here = "this host's cluster"
+            there = split_id(elsewhere[0])[1] or here
+            raise SubmitRefused(
+                f"it runs after job {elsewhere[0]}, on {there}, but goes to {where or here}: "
+                "Slurm starts a job after others only on one cluster; send both to the same one (#SBATCH --clusters)",
+                True,
+            )
+        ids = ":".join(split_id(a)[0] for a in after)
+        chain = [f"--dependency=afterok:{ids}", "--kill-on-invalid-dep=yes"] if after else []
         refusals = earlier_refusals(job_dir)
         # The token goes in --comment so the next run can find this job if its id is never recorded (or
         # is garbled); a comment the user set is kept, and then there is no token ("").
         token = "" if user_sets(lines, "comment") else f"jobroot-{secrets.token_hex(8)}"
         claimed = time.time()
-        write_claim(job_dir, token, claimed, refusals)
+        write_claim(job_dir, token, claimed, refusals, where)
         defaults = [d for d in self.defaults if not user_sets(lines, d[2:].split("=", 1)[0])]
         argv = ["sbatch", "--parsable", *defaults, *chain, *([f"--comment={token}"] if token else []), "job.sh"]
         try:
@@ -141,14 +142,40 @@ class SlurmEngine:
         raise refused(job_dir, token, claimed, refusals, message, classify_refusal(message), "sbatch")
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
+        """One squeue and at most one sacct for each cluster in use: this host's own (always, when there is
+        a --max-queued to keep), and each one jobs were sent to with --clusters (their ids read `42;second`)."""
         if not jobs and not claimed and self.max_queued is None:
             return Observation()
+        groups: dict[str, tuple[list[Submitted], dict[Path, Optional[tuple[str, float]]]]] = {}
+        if self.max_queued is not None:
+            groups[""] = ([], {})
+        for job in jobs:
+            base, cluster = split_id(job.job_id)
+            groups.setdefault(cluster, ([], {}))[0].append(job._replace(job_id=base))
+        for path in claimed:
+            for cluster in claim_where(path).split(","):  # sbatch picked one of those named: asked in each
+                groups.setdefault(cluster, ([], {}))[1][path] = read_claim(path)
+        parts = []
+        for cluster, (some, claims) in sorted(groups.items()):
+            try:
+                part = self._observe(cluster, some, claims, quick)
+            except EngineError as e:
+                if not cluster:
+                    raise  # this host's own cluster: the run learns nothing
+                why = f"cluster {cluster}: {e}; its jobs wait"
+                part = Observation(unsure=frozenset(p.name for p in claims), room=0, problems=(why,))
+            parts.append((cluster, part))
+        return _merge(parts, self.max_queued)
+
+    def _observe(
+        self, cluster: str, jobs: Sequence[Submitted], claims: dict[Path, Optional[tuple[str, float]]], quick: bool
+    ) -> Observation:
+        """The jobs and claims of one cluster, by their ids there."""
         now = time.time()
         queued = self._query(
-            ["squeue", "--noheader", "--array", "--states=all", f"--user={self.user}", f"--format={SQUEUE_FORMAT}"], True
+            ["squeue", "--noheader", "--array", "--states=all", f"--user={self.user}", f"--format={SQUEUE_FORMAT}"], True, cluster
         )
         by_base = _group(queued)
-        claims = {path: read_claim(path) for path in claimed}
         # A recorded id that squeue shows with another job's token: the job with the token is searched for.
         mismatched = {j.job_id for j in jobs if _foreign(j, by_base.get(j.job_id, []), None)}
         need_sacct = [j for j in jobs if j.job_id in mismatched or not any(is_active(r.word) for r in by_base.get(j.job_id, []))]
@@ -161,11 +188,11 @@ class SlurmEngine:
         argv = self._sacct_argv(need_sacct, jobs, claims, window, now)
         if argv and (need_sacct or searching) and not quick:
             try:
-                accounted = self._query(argv, False)
+                accounted = self._query(argv, False, cluster)
                 if not window and _named_no_job(need_sacct, by_base, accounted):
                     # Rare: a recorded id that names no job at all (a garbled answer). Only a window search
                     # can find the job that carries the folder's token: the one run with a second sacct.
-                    accounted += self._query(self._sacct_argv(need_sacct, jobs, claims, True, now) or [], False)
+                    accounted += self._query(self._sacct_argv(need_sacct, jobs, claims, True, now) or [], False, cluster)
             except EngineError as e:
                 if "accounting storage is disabled" in str(e).lower():
                     accounting = False  # accounted stays None: nothing absent from squeue is ruled out
@@ -203,7 +230,7 @@ class SlurmEngine:
                         f"{os.path.basename(job.path)}: recorded job {job.job_id} is not this folder's job; looking for it"
                     )
                 continue
-            status = decide(job.job_id, queue_rows, acct_rows, accounting)
+            status = decide(job.job_id, queue_rows, acct_rows, accounting, f"Slurm cluster {cluster}" if cluster else "Slurm")
             if not accounting and not queue_rows:
                 status = _without_accounting(job)
             statuses[job.job_id] = status
@@ -227,10 +254,17 @@ class SlurmEngine:
         return Observation(statuses, found, frozenset(unsure), room, tuple(notes), tuple(problems), since)
 
     def cancel(self, jobs: Sequence[Submitted], why: str = "") -> None:
-        if jobs:
-            result = self.run(["scancel", *[j.job_id for j in jobs]], self.timeout, None, self.env)
+        by_cluster: dict[str, list[str]] = {}
+        for job in jobs:
+            base, cluster = split_id(job.job_id)
+            by_cluster.setdefault(cluster, []).append(base)
+        failed = None
+        for cluster, ids in sorted(by_cluster.items()):
+            result = self.run(["scancel", *(["-M", cluster] if cluster else []), *ids], self.timeout, None, self.env)
             if result.returncode != 0:
-                raise CommandFailed(result.argv, result.returncode, result.stderr)
+                failed = CommandFailed(result.argv, result.returncode, result.stderr)
+        if failed:
+            raise failed
 
     def _sacct_argv(
         self,
@@ -267,7 +301,9 @@ class SlurmEngine:
         when = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")  # read in UTC (query_env)
         return [*argv, f"--starttime={when}", "--endtime=now"]
 
-    def _query(self, argv: list[str], squeue: bool) -> list[Row]:
+    def _query(self, argv: list[str], squeue: bool, cluster: str) -> list[Row]:
+        if cluster:
+            argv = [argv[0], f"--clusters={cluster}", *argv[1:]]  # with --noheader, no `CLUSTER:` line either
         result = self.run(argv, self.timeout, None, self.query_env)
         if result.returncode != 0:
             raise CommandFailed(argv, result.returncode, result.stderr)
@@ -279,6 +315,29 @@ class SlurmEngine:
             return parse_rows(result.stdout, squeue)
         except ValueError as e:
             raise EngineError(f"{argv[0]} printed something unexpected: {e}") from e
+
+
+def _merge(parts: list[tuple[str, Observation]], limit: Optional[int]) -> Observation:
+    """One observation from each cluster's: ids there become the recorded ones (`42;second`); --max-queued
+    counts the jobs of every cluster asked (one not answered leaves no room)."""
+    statuses: dict[str, Status] = {}
+    found: dict[str, str] = {}
+    since: dict[str, float] = {}
+    unsure: set[str] = set()
+    notes: list[str] = []
+    problems: list[str] = []
+    used = 0
+    for cluster, obs in parts:
+        at = f";{cluster}" if cluster else ""
+        statuses.update({job_id + at: status for job_id, status in obs.statuses.items()})
+        found.update({name: job_id + at for name, job_id in obs.found.items()})
+        since.update(obs.submitted)
+        unsure |= obs.unsure
+        notes += [n for n in obs.notes if n not in notes]
+        problems += obs.problems
+        used += 0 if limit is None else limit - (obs.room or 0)
+    room = None if limit is None else limit - used
+    return Observation(statuses, found, frozenset(unsure - found.keys()), room, tuple(notes), tuple(problems), since)
 
 
 def _foreign(job: Submitted, queued: list[Row], accounted: Optional[list[Row]]) -> bool:

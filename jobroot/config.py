@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 from jobroot import folders as fs
-from jobroot.engine import Engine, EngineClass, canonical_name, engine_class
+from jobroot.engine import Engine, EngineClass, Setting, canonical_name, engine_class
 
 DEFAULTS: dict[str, Any] = {
     "engine": "local",
@@ -93,6 +93,19 @@ def lookback(text: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
+
+
+COMMAND_TIMEOUT = 60.0  # seconds for any one batch-system command
+# The options every batch-system engine takes (Slurm, Grid Engine); each adds its own after them.
+BATCH_SETTINGS = (
+    Setting(
+        "max_queued", positive, None, "N", "submit only while this user has fewer than N jobs and array tasks queued or running"
+    ),
+    Setting("lookback", lookback, "7d", "WHEN", "how far back sacct or qacct may look: 36h, 7d or a date (default 7d)"),
+    Setting(
+        "command_timeout", seconds, COMMAND_TIMEOUT, "SECONDS", "give up on any batch-system command after this long (default 60)"
+    ),
+)
 
 
 # ---------------------------------------------------------------- the merge

@@ -74,13 +74,14 @@ def read_ledger(ledger: Path) -> list[str]:
 CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
 
 
-def start_cluster() -> None:
-    """Start (or reuse) the real single-node Slurm cluster; skip where it cannot run, but never in CI."""
+def start_cluster(*args: str) -> None:
+    """Start (or reuse) the real single-node Slurm cluster (with args `second`, a second one beside it,
+    tests/slurm/cluster.sh); skip where it cannot run, but never in CI."""
     import shutil
 
     if shutil.which("bash") is None:
         pytest.skip("no bash")
-    result = subprocess.run(["bash", str(CLUSTER_SCRIPT)], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(["bash", str(CLUSTER_SCRIPT), *args], capture_output=True, text=True, timeout=900)
     if result.returncode == 0:
         return
     reason = (result.stderr.strip().splitlines() or ["cluster.sh failed"])[-1]
@@ -92,6 +93,12 @@ def start_cluster() -> None:
 @pytest.fixture(scope="session")
 def cluster() -> None:
     start_cluster()
+
+
+@pytest.fixture(scope="session")
+def second_cluster(cluster: None) -> None:
+    """A second cluster, `second`, beside the first and registered in the same slurmdbd (jobs reach it with -M)."""
+    start_cluster("second")
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ FILES = [
     "tests/test_faults_slurm.py",
     "tests/test_slurm_chains.py",
     "tests/test_slurm_retries.py",
+    "tests/test_slurm_clusters.py",
 ]
 
 

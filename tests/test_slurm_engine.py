@@ -7,6 +7,7 @@ run costs, and what the engine makes of each kind of answer.
 from __future__ import annotations
 
 import calendar
+import json
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -125,7 +126,7 @@ def make_job(tmp_path: Path, script: str = "#!/bin/bash\ntrue\n") -> Path:
 
 
 def test_submit_runs_sbatch_in_the_folder_with_a_findable_comment(tmp_path: Path) -> None:
-    runner = FakeRunner(sbatch=ok("42;cluster\n"))
+    runner = FakeRunner(sbatch=ok("42\n"))
     assert SlurmEngine(runner=runner).submit(make_job(tmp_path)) == "42"
     argv = runner.calls[0]
     assert argv[:2] == ["sbatch", "--parsable"] and argv[-1] == "job.sh" and argv[2].startswith("--comment=jobroot-")
@@ -465,12 +466,130 @@ def test_rows_of_an_older_job_with_a_reused_id_are_not_this_jobs(tmp_path: Path)
     assert SlurmEngine(runner=runner).observe(jobs(1, tmp_path), []).statuses["1"].state is State.UNKNOWN
 
 
-@pytest.mark.parametrize("line", ["#SBATCH --clusters=other", "#SBATCH -M other", "#SBATCH --time=5 --cluster=x", "#SBATCH -Mx"])
-def test_a_job_for_another_cluster_is_refused_before_anything_is_sent(tmp_path: Path, line: str) -> None:
-    runner = FakeRunner()
-    with pytest.raises(SubmitRefused, match="followed on this cluster only") as refused:
-        SlurmEngine(runner=runner).submit(make_job(tmp_path, f"#!/bin/bash\n{line}\ntrue\n"))
+class ByCluster:
+    """Answers squeue and sacct for each cluster (--clusters=NAME, "" for this host's own); records every argv."""
+
+    def __init__(self, answers: dict[str, dict[str, Result]]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str], timeout: float, cwd: Path | None, env: Mapping[str, str] | None = None) -> Result:
+        self.calls.append(list(argv))
+        cluster = next((a.split("=", 1)[1] for a in argv if a.startswith("--clusters=")), "")
+        if argv[0] == "scancel":
+            cluster = argv[2] if argv[1] == "-M" else ""
+        return self.answers[cluster][argv[0]]
+
+
+@pytest.mark.parametrize(
+    "line", ["#SBATCH --clusters=second", "#SBATCH -M second", "#SBATCH --time=5 --cluster=second", "#SBATCH -Msecond"]
+)
+def test_a_job_for_another_cluster_is_recorded_with_it_and_its_claim_says_where(tmp_path: Path, line: str) -> None:
+    runner = FakeRunner(sbatch=ok("7;second\n"))
+    d = make_job(tmp_path, f"#!/bin/bash\n{line}\ntrue\n")
+    assert SlurmEngine(runner=runner).submit(d) == "7;second"
+    assert json.loads((d / fs.CLAIM).read_text())["where"] == "second"
+
+
+def test_the_same_id_on_two_clusters_is_two_jobs_each_judged_by_its_own_cluster(tmp_path: Path) -> None:
+    runner = ByCluster(
+        {
+            "": {"squeue": ok(squeue_line("7", "RUNNING") + "\n"), "sacct": ok("")},
+            "second": {"squeue": ok(""), "sacct": ok(sacct_line("7", "FAILED", "3:0") + "\n")},
+        }
+    )
+    here, there = (
+        Submitted("slurm", "7", time.time() - 60, tmp_path / "a"),
+        Submitted("slurm", "7;second", time.time() - 60, tmp_path / "b"),
+    )
+    obs = SlurmEngine(runner=runner).observe([here, there], [])
+    assert obs.statuses["7"].state is State.ACTIVE
+    assert obs.statuses["7;second"].state is State.FAILED
+    assert obs.statuses["7;second"].reason.startswith("Slurm cluster second reports job 7 FAILED with exit code 3.")
+    asked = [(c[0], next((a for a in c if a.startswith("--clusters=")), "")) for c in runner.calls]
+    assert asked == [("squeue", ""), ("squeue", "--clusters=second"), ("sacct", "--clusters=second")]
+    assert "--jobs=7" in runner.calls[2]
+
+
+def test_a_claim_sent_elsewhere_is_looked_for_there_and_found_with_its_cluster(tmp_path: Path) -> None:
+    d = claimed_folder(tmp_path, "late", 3600)
+    (d / fs.CLAIM).write_text(json.dumps({"token": "jobroot-late", "claimed": time.time() - 3600, "where": "a,second"}))
+    row = sacct_line("9", "COMPLETED", comment="jobroot-late")
+    empty = {"squeue": ok(""), "sacct": ok("")}
+    runner = ByCluster({"a": empty, "second": {"squeue": ok(""), "sacct": ok(row + "\n")}})
+    obs = SlurmEngine(runner=runner).observe([], [d])
+    assert obs.found == {"late": "9;second"} and obs.unsure == frozenset()
+
+
+def test_a_cluster_that_cannot_be_asked_holds_its_own_jobs_and_the_room_only(tmp_path: Path) -> None:
+    down = ok("", "squeue: error: 'second' can't be reached now, or it is an invalid entry for --cluster.", rc=1)
+    runner = ByCluster({"": {"squeue": ok(""), "sacct": ok(sacct_line("1", "COMPLETED") + "\n")}, "second": {"squeue": down}})
+    d = claimed_folder(tmp_path, "claim", 3600)
+    (d / fs.CLAIM).write_text(json.dumps({"token": "jobroot-claim", "claimed": time.time() - 3600, "where": "second"}))
+    gone = [
+        Submitted("slurm", "1", time.time() - 60, tmp_path / "1"),
+        Submitted("slurm", "5;second", time.time() - 60, tmp_path / "5"),
+    ]
+    obs = SlurmEngine(runner=runner, max_queued=10).observe(gone, [d])
+    assert obs.statuses["1"].state is State.DONE and "5;second" not in obs.statuses  # not reported: it waits
+    assert obs.unsure == {"claim"} and obs.room == 0  # never submitted again; no room while second's count is unknown
+    assert any("cluster second" in p and "can't be reached" in p for p in obs.problems)
+
+
+def test_max_queued_counts_the_jobs_of_every_cluster_asked(tmp_path: Path) -> None:
+    queued = {"squeue": ok("\n".join(squeue_line(str(i), "PENDING") for i in (1, 2)) + "\n")}
+    runner = ByCluster({"": queued, "second": queued})
+    obs = SlurmEngine(runner=runner, max_queued=10).observe([Submitted("slurm", "1;second", time.time(), tmp_path / "x")], [])
+    assert obs.room == 6
+
+
+def test_scancel_goes_to_each_jobs_cluster(tmp_path: Path) -> None:
+    runner = ByCluster({"": {"scancel": ok()}, "second": {"scancel": ok()}})
+    now = time.time()
+    SlurmEngine(runner=runner).cancel([Submitted("slurm", i, now, tmp_path / i) for i in ("3", "4;second", "5;second")])
+    assert sorted(runner.calls) == [["scancel", "-M", "second", "4", "5"], ["scancel", "3"]]
+
+
+@pytest.mark.parametrize(
+    ("line", "after", "sent"),
+    [
+        ("#SBATCH -M second", ("4;second", "5;second"), "--dependency=afterok:4:5"),
+        ("", ("4", "5"), "--dependency=afterok:4:5"),
+        ("#SBATCH -M second", ("4",), None),  # afterok would name this host's job 4 on second
+        ("", ("4;second",), None),
+        ("#SBATCH -M a,second", ("4;second",), None),  # sbatch picks the cluster: maybe not second
+    ],
+)
+def test_a_chain_is_handed_to_slurm_only_within_one_cluster(
+    tmp_path: Path, line: str, after: tuple[str, ...], sent: str | None
+) -> None:
+    runner = FakeRunner(sbatch=ok("42\n"))
+    job = make_job(tmp_path, f"#!/bin/bash\n{line}\ntrue\n")
+    if sent is None:
+        with pytest.raises(SubmitRefused, match="only on one cluster") as refused:
+            SlurmEngine(runner=runner).submit(job, after)
+        assert refused.value.permanent and runner.calls == []
+    else:
+        SlurmEngine(runner=runner).submit(job, after)
+        assert sent in runner.calls[0]
+
+
+def test_clusters_all_is_refused_and_a_site_default_cluster_is_followed(tmp_path: Path) -> None:
+    runner = FakeRunner(sbatch=ok("8;second\n"))
+    with pytest.raises(SubmitRefused, match="name the clusters") as refused:
+        SlurmEngine(runner=runner).submit(make_job(tmp_path, "#!/bin/bash\n#SBATCH --clusters=all\ntrue\n"))
     assert refused.value.permanent and runner.calls == []
+    d = make_job(tmp_path, "#!/bin/bash\ntrue\n")
+    assert SlurmEngine(runner=runner, sbatch_defaults="--clusters=second").submit(d) == "8;second"
+    assert "--clusters=second" in runner.calls[0] and json.loads((d / fs.CLAIM).read_text())["where"] == "second"
+
+
+def test_an_sbatch_line_after_the_first_command_is_not_read_as_sbatch_does_not(tmp_path: Path) -> None:
+    runner = FakeRunner(sbatch=ok("42\n"))
+    SlurmEngine(runner=runner).submit(
+        make_job(tmp_path, "#!/bin/bash\n\n# note\n#SBATCH -t 5\necho hi\n#SBATCH --comment=late\n")
+    )
+    assert any(a.startswith("--comment=jobroot-") for a in runner.calls[0])  # sbatch ignores the late --comment
 
 
 def test_a_hand_edited_record_id_is_never_put_to_sacct_and_a_huge_list_becomes_a_window(tmp_path: Path) -> None:
@@ -526,7 +645,7 @@ def test_a_jobs_own_option_is_seen_in_every_spelling_sbatch_reads(tmp_path: Path
     assert f"--{option}=site" not in runner.calls[0]
 
 
-@pytest.mark.parametrize("default", ["--clusters=other", "--wait", "--export=NONE", "--chdir=/x", "--comment=x"])
+@pytest.mark.parametrize("default", ["--wait", "--export=NONE", "--chdir=/x", "--comment=x"])
 def test_options_that_change_how_jobs_are_followed_are_never_site_defaults(default: str) -> None:
     from jobroot.engines._slurmenv import sbatch_defaults
 

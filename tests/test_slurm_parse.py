@@ -130,7 +130,7 @@ def test_a_finished_job_still_in_squeue() -> None:
 def test_sbatch_ids_and_refusals(version: str) -> None:
     from jobroot.engines._slurmparse import classify_refusal
 
-    assert parse_sbatch_id("42\n") == "42" and parse_sbatch_id("42;cluster\n") == "42"
+    assert parse_sbatch_id("42\n") == "42" and parse_sbatch_id("42;second\n") == "42;second"
     assert parse_sbatch_id("") is None and parse_sbatch_id("Submitted batch job 42\n") is None
     for name in ("invalid-partition", "no-shebang", "unknown-option", "dos"):
         text = captured(f"sbatch-{name}", version)

@@ -2,7 +2,9 @@
 # Install (apt-get, as root) and start a single-node Slurm cluster with accounting, for the tests.
 #   munged -> mariadbd -> slurmdbd -> slurmctld -> slurmd, each waited for before the next.
 # Idempotent: daemons already running are reused. `cluster.sh stop` stops the Slurm daemons in reverse
-# order; `cluster.sh stop-all` stops munged and mariadbd as well.
+# order; `cluster.sh stop-all` stops munged and mariadbd as well. `cluster.sh second` also starts a
+# second cluster, `second` (its own slurmctld and slurmd on ports 6827-6828, /etc/slurm-second), registered
+# in the same slurmdbd: jobs reach it with `-M second`.
 # Exit 0: the cluster answers sbatch, squeue and sacct. Exit 77: cannot be done here (no root, no apt).
 set -euo pipefail
 
@@ -19,7 +21,7 @@ pid_alive() {  # the PID file names a live daemon (not a stale PID reused by ano
 }
 
 if [ "${1:-}" = stop ] || [ "${1:-}" = stop-all ]; then  # stop-all: munged and mariadbd too
-  pidfiles="/run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid"
+  pidfiles="/run/slurmd-second.pid /run/slurmctld-second.pid /run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid"
   [ "$1" = stop-all ] && pidfiles="$pidfiles /run/munge/munged.pid /run/mysqld/mysqld.pid"
   for pidfile in $pidfiles; do
     if pid_alive "$pidfile"; then kill "$(cat "$pidfile")"; while pid_alive "$pidfile"; do sleep 0.1; done; fi
@@ -101,6 +103,17 @@ for f in $configs; do
 done
 chown slurm:slurm /etc/slurm/slurmdbd.conf
 chmod 600 /etc/slurm/slurmdbd.conf
+# The second cluster: the same, on its own ports, spool and PID files.
+mkdir -p /etc/slurm-second /var/spool/slurmctld-second /var/spool/slurmd-second
+chown slurm:slurm /var/spool/slurmctld-second
+sed -e 's/^ClusterName=.*/ClusterName=second/' -e 's#^\([A-Za-z]*\)=/var/spool/\([a-z]*\)$#\1=/var/spool/\2-second#' \
+    -e 's#^\([A-Za-z]*PidFile\)=/run/\([a-z]*\)\.pid$#\1=/run/\2-second.pid#' \
+    -e 's#^\([A-Za-z]*LogFile\)=/var/log/slurm/\([a-z]*\)\.log$#\1=/var/log/slurm/\2-second.log#' /etc/slurm/slurm.conf \
+    > /etc/slurm-second/slurm.conf.new
+printf 'SlurmctldPort=6827\nSlurmdPort=6828\n' >> /etc/slurm-second/slurm.conf.new
+[ -e /etc/slurm/cgroup.conf ] && cp /etc/slurm/cgroup.conf /etc/slurm-second/cgroup.conf
+if cmp -s /etc/slurm-second/slurm.conf.new /etc/slurm-second/slurm.conf; then rm /etc/slurm-second/slurm.conf.new
+else mv /etc/slurm-second/slurm.conf.new /etc/slurm-second/slurm.conf; changed=1; fi
 if [ "$changed" = 1 ]; then "$0" stop; fi  # a new configuration: restart the Slurm daemons
 
 if ! (munge -n | unmunge) >/dev/null 2>&1; then
@@ -137,5 +150,18 @@ wait_for 30 "the cluster in accounting" sh -c 'sacctmgr -n -P show cluster forma
 if ! sacctmgr -n -P show qos format=name | grep -qx short; then
   sacctmgr -i -Q add qos short MaxWall=00:01:00 Flags=DenyOnLimit >/dev/null  # refused at submission
   sacctmgr -i -Q modify user root set qos+=short >/dev/null
+fi
+if [ "${1:-}" = second ]; then
+  if ! pid_alive /run/slurmctld-second.pid; then
+    log "starting the second cluster's slurmctld"
+    SLURM_CONF=/etc/slurm-second/slurm.conf /usr/sbin/slurmctld
+  fi
+  wait_for 30 "the second slurmctld" env SLURM_CONF=/etc/slurm-second/slurm.conf scontrol ping
+  if ! pid_alive /run/slurmd-second.pid; then
+    log "starting the second cluster's slurmd"
+    SLURM_CONF=/etc/slurm-second/slurm.conf /usr/sbin/slurmd
+  fi
+  wait_for 30 "an idle node in the second cluster" sh -c 'sinfo -M second -h -o %t | grep -Eq "idle|mix|alloc"'
+  wait_for 30 "the second cluster in accounting" sh -c 'sacctmgr -n -P show cluster format=cluster | grep -qx second'
 fi
 log "ready: $(sinfo -h -o '%P %D %t %c CPUs')"
