@@ -302,8 +302,11 @@ class SlurmEngine:
         return [*argv, f"--starttime={when}", "--endtime=now"]
 
     def _query(self, argv: list[str], squeue: bool, cluster: str) -> list[Row]:
-        if cluster:
-            argv = [argv[0], f"--clusters={cluster}", *argv[1:]]  # with --noheader, no `CLUSTER:` line either
+        # This host's cluster: --federation, so a job a sibling cluster of a federation runs is seen there
+        # (without it squeue shows this cluster's REVOKED copy, then nothing, and sacct nothing at all);
+        # outside a federation it changes nothing. Another cluster: --clusters, never with --federation
+        # (together they answer nothing, measured on 22.05). With --noheader, no `CLUSTER:` line either.
+        argv = [argv[0], f"--clusters={cluster}" if cluster else "--federation", *argv[1:]]
         result = self.run(argv, self.timeout, None, self.query_env)
         if result.returncode != 0:
             raise CommandFailed(argv, result.returncode, result.stderr)

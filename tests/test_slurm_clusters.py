@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from conftest import make_job, run
@@ -131,3 +132,39 @@ def test_a_chain_runs_on_one_cluster_and_is_refused_across_two(slurm_root: Path,
     a = json.loads((slurm_root / "complete" / "a" / fs.RECORD).read_text())["job_id"]
     first = error_of(slurm_root, "c").splitlines()[0]
     assert first.startswith(f"The slurm engine refused the job: it runs after job {a}, on second, but goes to this host's"), first
+
+
+@pytest.fixture
+def federation() -> Iterator[None]:
+    """testcluster and second in one federation; second alone has the feature `fb`, so a job with
+    --cluster-constraint=fb runs there while its copy on testcluster, where it was submitted, is REVOKED."""
+
+    def sacctmgr(*args: str) -> None:
+        subprocess.run(["sacctmgr", "-i", *args], check=True, capture_output=True, timeout=60)
+
+    sacctmgr("add", "federation", "jobroot-test", "clusters=testcluster,second")
+    try:
+        sacctmgr("modify", "cluster", "second", "set", "features=fb")
+        deadline = time.monotonic() + 60
+        while (
+            "Sibling:    second" not in subprocess.run(["scontrol", "show", "federation"], capture_output=True, text=True).stdout
+        ):
+            assert time.monotonic() < deadline, "the federation did not form"
+            time.sleep(0.5)
+        yield
+    finally:
+        subprocess.run(["sacctmgr", "-i", "delete", "federation", "jobroot-test"], capture_output=True, timeout=60)
+        subprocess.run(["sacctmgr", "-i", "modify", "cluster", "second", "set", "features="], capture_output=True, timeout=60)
+
+
+@pytest.mark.usefixtures("federation")
+def test_a_job_a_federation_sibling_runs_is_judged_by_the_siblings_record(slurm_root: Path) -> None:
+    make_job(slurm_root, "bad", "#!/bin/bash\n#SBATCH --cluster-constraint=fb\nsleep 2; exit 3\n")
+    make_job(slurm_root, "good", "#!/bin/bash\n#SBATCH --cluster-constraint=fb\necho ran > out\n")
+    run(slurm_root)
+    job_id = recorded(slurm_root, "bad")
+    assert int(job_id) >= 1 << 26, job_id  # a federated id: the cluster's number in its high bits
+    sweep_until(slurm_root, lambda: len(os.listdir(slurm_root / "complete")) == 2)
+    assert error_of(slurm_root, "bad").splitlines()[0] == f"Slurm reports job {job_id} FAILED with exit code 3."
+    assert (slurm_root / "complete" / "good" / "out").read_text() == "ran\n"
+    assert not (slurm_root / "complete" / "good" / fs.ERROR).exists()

@@ -508,6 +508,8 @@ def test_the_same_id_on_two_clusters_is_two_jobs_each_judged_by_its_own_cluster(
     assert obs.statuses["7;second"].reason.startswith("Slurm cluster second reports job 7 FAILED with exit code 3.")
     asked = [(c[0], next((a for a in c if a.startswith("--clusters=")), "")) for c in runner.calls]
     assert asked == [("squeue", ""), ("squeue", "--clusters=second"), ("sacct", "--clusters=second")]
+    # this host's cluster with --federation (a sibling may run its jobs); never with --clusters (then nothing)
+    assert ["--federation" in c for c in runner.calls] == [True, False, False]
     assert "--jobs=7" in runner.calls[2]
 
 

@@ -146,6 +146,8 @@ if ! pid_alive /run/slurmd.pid; then
 fi
 wait_for 30 "an idle node" sh -c 'sinfo -h -o %t | grep -Eq "idle|mix|alloc"'
 wait_for 30 "the cluster in accounting" sh -c 'sacctmgr -n -P show cluster format=cluster | grep -q testcluster'
+# A federation left by an interrupted run of tests/test_slurm_clusters.py would federate every later job.
+sacctmgr -i delete federation jobroot-test >/dev/null 2>&1 || true
 # A QOS with a wall-time limit, for the refusal tests (enforced: AccountingStorageEnforce above).
 if ! sacctmgr -n -P show qos format=name | grep -qx short; then
   sacctmgr -i -Q add qos short MaxWall=00:01:00 Flags=DenyOnLimit >/dev/null  # refused at submission
