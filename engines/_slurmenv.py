@@ -79,6 +79,15 @@ def option_value(words: list[str], option: str) -> Optional[str]:
     return value
 
 
+def full_name(word: str) -> str:
+    """`--name[=value]` as the option's full name when the name abbreviates one of those this module knows
+    (`--cluster=x` -> `--clusters=x`, `--acc=lab` -> `--account=lab`), so that two spellings of one option
+    are seen as one; any other word as it is."""
+    name, eq, value = word[2:].partition("=")
+    known = next((o for o in _SHORT if _spells(name, o)), name) if word.startswith("--") else name
+    return f"--{known}{eq}{value}" if word.startswith("--") else word
+
+
 def _spells(name: str, option: str) -> bool:
     """Is `--name` the option, or an abbreviation of it sbatch would take (three letters or more)?"""
     return name == option or (len(name) >= 3 and option.startswith(name))

@@ -29,7 +29,7 @@ from jobroot.engine import (
 )
 from jobroot.engines._claim import claim_where, earlier_refusals, forget_claim, read_claim, refused, write_claim
 from jobroot.engines._process import Runner, run
-from jobroot.engines._slurmenv import command_env, option_value, sbatch_words, user_sets
+from jobroot.engines._slurmenv import command_env, full_name, option_value, sbatch_words, user_sets
 from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
 from jobroot.engines._slurmparse import (
     KNOWN,
@@ -86,7 +86,10 @@ class SlurmEngine:
         self.user = user or pwd.getpwuid(os.getuid()).pw_name
         import shlex
 
-        self.defaults = shlex.split(sbatch_defaults)  # checked by sbatch_defaults_value when given or recorded
+        # Checked by sbatch_defaults_value when given or recorded; in full names, to be matched with job.sh's.
+        self.defaults = [full_name(w) for w in shlex.split(sbatch_defaults)]
+        # Where jobs go unless job.sh says otherwise: asked for --max-queued even with none of them pending.
+        self.default_where = (option_value(self.defaults, "clusters") or "").lower()
         # sbatch gets the sweep's environment less Slurm's variables, and passes it to the job (--export
         # is left at its default, ALL). Queries print times in UTC, in the standard form.
         self.env = command_env(os.environ if environ is None else environ)
@@ -97,7 +100,8 @@ class SlurmEngine:
 
         lines = sbatch_words(job_dir / "job.sh")
         # The cluster the job goes to: job.sh's --clusters, else a site default's; "" for this host's own.
-        where = option_value(lines, "clusters") or option_value(self.defaults, "clusters") or ""
+        # Slurm reads cluster names in lower case, "all" in any case.
+        where = (option_value(lines, "clusters") or self.default_where).lower()
         if "all" in where.split(","):
             raise SubmitRefused("--clusters=all: name the clusters the job may go to (sacctmgr list clusters)", True)
         if after and user_sets(lines, "dependency"):  # the command line's would silently replace the job's own
@@ -119,7 +123,7 @@ class SlurmEngine:
         token = "" if user_sets(lines, "comment") else f"jobroot-{secrets.token_hex(8)}"
         claimed = time.time()
         write_claim(job_dir, token, claimed, refusals, where)
-        defaults = [d for d in self.defaults if not user_sets(lines, d[2:].split("=", 1)[0])]
+        defaults = [d for d in self.defaults if not user_sets(lines, d[2:].split("=", 1)[0])]  # job.sh's own win
         argv = ["sbatch", "--parsable", *defaults, *chain, *([f"--comment={token}"] if token else []), "job.sh"]
         try:
             result = self.run(argv, self.timeout, job_dir, self.env)
@@ -148,12 +152,13 @@ class SlurmEngine:
             return Observation()
         groups: dict[str, tuple[list[Submitted], dict[Path, Optional[tuple[str, float]]]]] = {}
         if self.max_queued is not None:
-            groups[""] = ([], {})
+            for cluster in self.default_where.split(","):  # where new jobs go: their room is counted there
+                groups[cluster] = ([], {})
         for job in jobs:
             base, cluster = split_id(job.job_id)
             groups.setdefault(cluster, ([], {}))[0].append(job._replace(job_id=base))
         for path in claimed:
-            for cluster in claim_where(path).split(","):  # sbatch picked one of those named: asked in each
+            for cluster in claim_where(path).lower().split(","):  # sbatch picked one of those named: asked in each
                 groups.setdefault(cluster, ([], {}))[1][path] = read_claim(path)
         parts = []
         for cluster, (some, claims) in sorted(groups.items()):
@@ -162,7 +167,7 @@ class SlurmEngine:
             except EngineError as e:
                 if not cluster:
                     raise  # this host's own cluster: the run learns nothing
-                why = f"cluster {cluster}: {e}; its jobs wait"
+                why = f"{e}; its jobs wait"
                 part = Observation(unsure=frozenset(p.name for p in claims), room=0, problems=(why,))
             parts.append((cluster, part))
         return _merge(parts, self.max_queued)
@@ -260,7 +265,7 @@ class SlurmEngine:
             by_cluster.setdefault(cluster, []).append(base)
         failed = None
         for cluster, ids in sorted(by_cluster.items()):
-            result = self.run(["scancel", *(["-M", cluster] if cluster else []), *ids], self.timeout, None, self.env)
+            result = self.run(["scancel", *([f"--clusters={cluster}"] if cluster else []), *ids], self.timeout, None, self.env)
             if result.returncode != 0:
                 failed = CommandFailed(result.argv, result.returncode, result.stderr)
         if failed:
@@ -337,7 +342,7 @@ def _merge(parts: list[tuple[str, Observation]], limit: Optional[int]) -> Observ
         since.update(obs.submitted)
         unsure |= obs.unsure
         notes += [n for n in obs.notes if n not in notes]
-        problems += obs.problems
+        problems += [f"cluster {cluster}: {p}" if cluster else p for p in obs.problems]
         used += 0 if limit is None else limit - (obs.room or 0)
     room = None if limit is None else limit - used
     return Observation(statuses, found, frozenset(unsure - found.keys()), room, tuple(notes), tuple(problems), since)

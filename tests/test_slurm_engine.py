@@ -476,8 +476,6 @@ class ByCluster:
     def __call__(self, argv: Sequence[str], timeout: float, cwd: Path | None, env: Mapping[str, str] | None = None) -> Result:
         self.calls.append(list(argv))
         cluster = next((a.split("=", 1)[1] for a in argv if a.startswith("--clusters=")), "")
-        if argv[0] == "scancel":
-            cluster = argv[2] if argv[1] == "-M" else ""
         return self.answers[cluster][argv[0]]
 
 
@@ -549,7 +547,7 @@ def test_scancel_goes_to_each_jobs_cluster(tmp_path: Path) -> None:
     runner = ByCluster({"": {"scancel": ok()}, "second": {"scancel": ok()}})
     now = time.time()
     SlurmEngine(runner=runner).cancel([Submitted("slurm", i, now, tmp_path / i) for i in ("3", "4;second", "5;second")])
-    assert sorted(runner.calls) == [["scancel", "-M", "second", "4", "5"], ["scancel", "3"]]
+    assert sorted(runner.calls) == [["scancel", "--clusters=second", "4", "5"], ["scancel", "3"]]
 
 
 @pytest.mark.parametrize(
@@ -584,6 +582,33 @@ def test_clusters_all_is_refused_and_a_site_default_cluster_is_followed(tmp_path
     d = make_job(tmp_path, "#!/bin/bash\ntrue\n")
     assert SlurmEngine(runner=runner, sbatch_defaults="--clusters=second").submit(d) == "8;second"
     assert "--clusters=second" in runner.calls[0] and json.loads((d / fs.CLAIM).read_text())["where"] == "second"
+
+
+@pytest.mark.parametrize("default", ["--clusters=second", "--cluster=second", "--clus=second"])
+@pytest.mark.parametrize("line", ["#SBATCH --clusters=a", "#SBATCH --cluster=a", "#SBATCH -M a", "#SBATCH -Ma"])
+def test_a_site_default_cluster_never_overrides_the_jobs_own(tmp_path: Path, default: str, line: str) -> None:
+    runner = FakeRunner(sbatch=ok("42;a\n"))
+    d = make_job(tmp_path, f"#!/bin/bash\n{line}\ntrue\n")
+    SlurmEngine(runner=runner, sbatch_defaults=default).submit(d)
+    assert not any("second" in a for a in runner.calls[0]), runner.calls[0]
+    assert json.loads((d / fs.CLAIM).read_text())["where"] == "a"  # looked for where sbatch sent it
+
+
+def test_cluster_names_are_read_as_slurm_reads_them_in_any_case(tmp_path: Path) -> None:
+    runner = FakeRunner(sbatch=ok("42;second\n"))
+    with pytest.raises(SubmitRefused, match="name the clusters"):
+        SlurmEngine(runner=runner).submit(make_job(tmp_path, "#!/bin/bash\n#SBATCH --clusters=ALL\ntrue\n"))
+    assert runner.calls == []
+    d = make_job(tmp_path, "#!/bin/bash\n#SBATCH --clusters=Second\ntrue\n")
+    SlurmEngine(runner=runner).submit(d, ("41;second",))  # the same cluster as its upstream: handed on
+    assert json.loads((d / fs.CLAIM).read_text())["where"] == "second" and "--dependency=afterok:41" in runner.calls[0]
+
+
+def test_max_queued_is_counted_where_new_jobs_go(tmp_path: Path) -> None:
+    queued = {"squeue": ok("\n".join(squeue_line(str(i), "PENDING") for i in (1, 2, 3)) + "\n")}
+    runner = ByCluster({"second": queued})
+    obs = SlurmEngine(runner=runner, max_queued=10, sbatch_defaults="--cluster=second").observe([], [])
+    assert obs.room == 7 and [c[1] for c in runner.calls] == ["--clusters=second"]
 
 
 def test_an_sbatch_line_after_the_first_command_is_not_read_as_sbatch_does_not(tmp_path: Path) -> None:
