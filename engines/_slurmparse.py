@@ -50,6 +50,7 @@ TRANSIENT = (
 PERMANENT = (
     "invalid partition",
     "known by database",  # --clusters names a cluster the accounting does not know
+    "no eligible clusters",  # federation: no cluster named meets the job's --cluster-constraint
     "invalid account",
     "invalid qos",
     "unrecognized option",

@@ -415,6 +415,18 @@ POLICY = (
             "permanent",
         ),  # fmt: skip
         ("sbatch: error: Batch job submission failed: Something only a newer Slurm says", "unknown"),
+        # --clusters, as 22.05 words it: an unknown cluster, one whose controller is down, none eligible
+        (
+            "sbatch: error: No cluster 'nosuch' known by database.\nsbatch: error: 'nosuch' can't be reached now, "
+            "or it is an invalid entry for --cluster.  Use 'sacctmgr list clusters' to see available clusters.",
+            "permanent",
+        ),
+        (
+            "sbatch: error: 'second' can't be reached now, or it is an invalid entry for --cluster.  "
+            "Use 'sacctmgr list clusters' to see available clusters.",
+            "transient",
+        ),
+        ("sbatch: error: Batch job submission failed: No eligible clusters for federated job", "permanent"),
     ],
 )
 def test_refusals_are_judged_by_the_reason_slurm_gives(stderr: str, kind: str) -> None:
