@@ -53,14 +53,7 @@ def user_sets(words: list[str], option: str) -> bool:
     """Do job.sh's #SBATCH words (sbatch_words) set the option, in any spelling sbatch reads: `--option[=value]`
     or an unambiguous abbreviation of it (`--acc=lab`), or its short form with or without a space (`-A lab`,
     `-Alab`)? A command-line option would override it."""
-    short = _SHORT.get(option)
-    for word in words:
-        if word.startswith("--"):
-            if _spells(word[2:].split("=", 1)[0], option):
-                return True
-        elif short and word.startswith("-" + short):
-            return True
-    return False
+    return option_value(words, option) is not None
 
 
 def option_value(words: list[str], option: str) -> Optional[str]:
@@ -83,9 +76,10 @@ def full_name(word: str) -> str:
     """`--name[=value]` as the option's full name when the name abbreviates one of those this module knows
     (`--cluster=x` -> `--clusters=x`, `--acc=lab` -> `--account=lab`), so that two spellings of one option
     are seen as one; any other word as it is."""
+    if not word.startswith("--"):
+        return word
     name, eq, value = word[2:].partition("=")
-    known = next((o for o in _SHORT if _spells(name, o)), name) if word.startswith("--") else name
-    return f"--{known}{eq}{value}" if word.startswith("--") else word
+    return f"--{next((o for o in _SHORT if _spells(name, o)), name)}{eq}{value}"
 
 
 def _spells(name: str, option: str) -> bool:
