@@ -66,14 +66,21 @@ def add_pending(root: Path, count: int, start_id: int = 1000) -> list[str]:
     return ids
 
 
+def acct_row(job_id: str) -> str:
+    """A COMPLETED sacct row received just before its record (add_pending's "now"): a fixed date would
+    age past the engine's REUSED_ID and be taken for an older job's, leaving the job UNKNOWN."""
+    submit = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 120))
+    end = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 60))
+    return SEP.join([job_id, "COMPLETED", "0:0", submit, end, "", "/w"]) + "\n"
+
+
 def fake_scheduler(base: Path, running: list[str], ended: list[str]) -> dict[str, str]:
     """A PATH with squeue/sacct/sbatch that answer from tables at once; calls are appended to calls.log."""
     bin_dir = base / "fakebin"
     bin_dir.mkdir(exist_ok=True)
-    squeue = "".join(SEP.join([i, "RUNNING", "2026-01-01T00:00:00", "(null)", "/w"]) + "\n" for i in running)
-    sacct = "".join(
-        SEP.join([i, "COMPLETED", "0:0", "2026-01-01T00:00:00", "2026-01-01T00:01:00", "", "/w"]) + "\n" for i in ended
-    )
+    received = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 120))
+    squeue = "".join(SEP.join([i, "RUNNING", received, "(null)", "/w"]) + "\n" for i in running)
+    sacct = "".join(acct_row(i) for i in ended)
     (bin_dir / "squeue.table").write_text(squeue)
     (bin_dir / "sacct.table").write_text(sacct)
     (bin_dir / "sbatch.count").write_text("5000000")
@@ -173,11 +180,7 @@ def main() -> int:
             subprocess.run([*RECONCILE, "-r", str(root)], env=env, check=True)
             busy = calls(base)
             env = fake_scheduler(base, running=[], ended=ids[: size // 2])
-            (base / "fakebin" / "sacct.table").write_text(
-                "".join(
-                    SEP.join([i, "COMPLETED", "0:0", "2026-01-01T00:00:00", "2026-01-01T00:01:00", "", "/w"]) + "\n" for i in ids
-                )
-            )
+            (base / "fakebin" / "sacct.table").write_text("".join(acct_row(i) for i in ids))
             subprocess.run([*RECONCILE, "-r", str(root), "--batch-limit", "0"], env=env, check=True)
             ending = calls(base)
             say(

@@ -13,6 +13,29 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 RECONCILE = [sys.executable, str(REPO / "reconcile.py")]
 
+# Test tiers (markers, declared in pyproject.toml). A test that uses a real system's fixture is in that
+# system's tier; every other file names its own tier (`pytestmark`), checked at collection.
+SYSTEMS = {
+    "cluster": "slurm",
+    "second_cluster": "slurm",
+    "slurm_root": "slurm",
+    "gridengine_cell": "gridengine",
+    "ge_root": "gridengine",
+    "remote": "sshfs",
+    "chromium": "browser",
+}
+TIERS = ("unit", "local", "ordeal", "clock", "slurm", "gridengine", "sshfs", "browser")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        systems = {SYSTEMS[f] for f in getattr(item, "fixturenames", ()) if f in SYSTEMS}
+        for system in sorted(systems):
+            item.add_marker(system)
+        tiers = {m.name for m in item.iter_markers() if m.name in TIERS}
+        if len(tiers) != 1:  # `-m unit` must never start a cluster
+            raise pytest.UsageError(f"{item.nodeid}: in tiers {sorted(tiers) or 'none'}; mark it with one of {', '.join(TIERS)}")
+
 
 def run(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """One reconciler run through the real command line."""

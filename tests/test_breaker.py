@@ -6,11 +6,14 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from conftest import drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import folders as fs
 from jobroot.plan import CANCELLED, breaker
 from jobroot.status import Entry
+
+pytestmark = pytest.mark.local
 
 
 def ended(state: str, at: float, reason: str = "The job exited with code 1, according to the local engine.") -> Entry:

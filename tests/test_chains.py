@@ -7,12 +7,15 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from conftest import drain, make_job, read_ledger, run
 
 from jobroot import folders as fs
 from jobroot.chains import Upstream
 from jobroot.engine import Observation, State, Status
 from jobroot.plan import InboxFolder, Reject, Submit, Verdict, Wait, plan
+
+pytestmark = pytest.mark.local
 
 
 def chain_job(root: Path, name: str, ledger: Path, after: str = "", tail: str = "") -> Path:

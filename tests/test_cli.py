@@ -15,6 +15,8 @@ from conftest import RECONCILE, drain, ledger_job, make_job, read_ledger, run
 from jobroot import folders as fs
 from jobroot.observe import inspect
 
+pytestmark = pytest.mark.local
+
 WAIT_FOR_GO = "#!/bin/bash\nwhile [ ! -e {go} ]; do sleep 0.05; done\n"
 
 
@@ -255,6 +257,7 @@ def test_setup_records_options_and_seed_spellings_work(tmp_path: Path, ledger: P
     assert names(r / "inbox") == [] and json.loads((r / fs.CONFIG).read_text())["batch_limit"] == 1
 
 
+@pytest.mark.fsclock  # file change times against this machine's clock
 def test_settle_waits_for_a_folder_to_stop_changing(root: Path) -> None:
     make_job(root, "fresh", "true\n")
     assert run(root, "--settle", "30").returncode == 0

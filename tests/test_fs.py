@@ -6,7 +6,11 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from jobroot import folders as fs
+
+pytestmark = pytest.mark.unit
 
 
 def folder(parent: Path, name: str, content: str = "x") -> Path:
@@ -51,6 +55,7 @@ def test_remove_temp_files_only_removes_ours(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == [".mine.tmp", "job.tmp"]
 
 
+@pytest.mark.fsclock  # file change times against this machine's clock
 def test_newest_change_sees_deep_files_and_ignores_nothing(tmp_path: Path) -> None:
     job = folder(tmp_path, "job")
     deep = job / "a" / "b" / "c"
@@ -112,6 +117,7 @@ def test_settle_time_sees_a_change_deep_in_a_subfolder(tmp_path: Path) -> None:
     assert fs.newest_change(job) == max(changed.st_mtime, changed.st_ctime)
 
 
+@pytest.mark.fsclock  # file change times against this machine's clock
 def test_settle_time_counts_change_times_not_only_modification_times(tmp_path: Path) -> None:
     job = folder(tmp_path, "job")
     (job / "input.dat").write_text("copied with its old times kept, as cp -p and rsync -a do")

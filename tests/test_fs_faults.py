@@ -17,7 +17,10 @@ from conftest import drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import folders as fs
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root and chattr")
+pytestmark = [
+    pytest.mark.ordeal,
+    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root and chattr"),
+]
 
 
 def immutable(path: Path, on: bool) -> None:

@@ -19,6 +19,8 @@ from jobroot.engines._process import Result
 from jobroot.engines.gridengine import DELETE_GRACE, GridEngine
 from jobroot.folders import Submitted
 
+pytestmark = pytest.mark.unit
+
 Answer = Union[Result, Exception, Callable[[list[str]], Result]]
 
 
@@ -47,10 +49,11 @@ def ok(stdout: str = "", stderr: str = "", rc: int = 0) -> Result:
 
 
 def qstat(*jobs: tuple[str, str, str]) -> Result:
-    """`qstat -xml` listing (job, state, tasks)."""
+    """`qstat -xml` listing (job, state, tasks), each received just before submitted() recorded it."""
+    received = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 61))
     rows = "".join(
         f"<job_list><JB_job_number>{j}</JB_job_number><state>{s}</state>"
-        f"<JB_submission_time>2026-11-27T23:48:07</JB_submission_time>{f'<tasks>{t}</tasks>' if t else ''}</job_list>"
+        f"<JB_submission_time>{received}</JB_submission_time>{f'<tasks>{t}</tasks>' if t else ''}</job_list>"
         for j, s, t in jobs
     )
     return ok(f"<?xml version='1.0'?><job_info><queue_info></queue_info><job_info>{rows}</job_info></job_info>")

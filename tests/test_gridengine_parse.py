@@ -21,6 +21,8 @@ from jobroot.engines._gridparse import (
     task_count,
 )
 
+pytestmark = pytest.mark.unit
+
 DATA = Path(__file__).parent / "data"
 
 

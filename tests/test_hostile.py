@@ -12,9 +12,12 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import pytest
 from conftest import read_ledger, run
 
 from jobroot import folders as fs
+
+pytestmark = pytest.mark.local
 
 NOBODY = 65534
 

@@ -18,6 +18,8 @@ from conftest import RECONCILE, drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import folders as fs
 
+pytestmark = pytest.mark.ordeal
+
 OLD_HELPERS = {fs.RECORD: '{"engine": "local", "job_id": "1", "submitted": 0}', fs.ERROR: "old failure\n"}
 
 

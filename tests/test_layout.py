@@ -9,7 +9,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from conftest import RECONCILE, REPO, run
+
+pytestmark = pytest.mark.unit
 
 CORE = sorted((REPO / "jobroot").glob("*.py"))
 ENGINES = sorted((REPO / "engines").glob("*.py"))

@@ -13,6 +13,8 @@ from jobroot import folders as fs
 from jobroot.engine import State, Submitted, SubmitUnknown
 from jobroot.engines.local import LocalEngine
 
+pytestmark = pytest.mark.local
+
 WAIT_FOR_GO = "#!/bin/bash\nwhile [ ! -e go ]; do sleep 0.05; done\necho ran >> runs\n"
 
 

@@ -23,6 +23,7 @@ EVIL_NAME = '<b>x & "q" <img src=x onerror=alert(1)>'  # a folder name cannot ho
 ARTIFACTS = REPO / "test-artifacts"
 
 
+@pytest.mark.unit
 def test_every_name_and_reason_is_escaped_and_the_page_needs_nothing_beside_it(tmp_path: Path) -> None:
     now = time.time()
     rows = [(EVIL, "failed", "7", now - 30, f"reason with {EVIL}"), ("ok", "done", "8", now - 90, "")]

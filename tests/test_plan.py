@@ -9,6 +9,8 @@ import pytest
 from jobroot.engine import Observation, State, Status, Submitted
 from jobroot.plan import Adopt, Finish, InboxFolder, Launch, Note, PendingFolder, Reject, Submit, plan
 
+pytestmark = pytest.mark.unit
+
 
 def typed(actions: list[object]) -> list[tuple[str, tuple[object, ...]]]:
     """Actions are NamedTuples, which compare equal across types: compare the type too."""

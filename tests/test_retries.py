@@ -6,11 +6,14 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from conftest import drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import folders as fs
 from jobroot.engine import Observation, State, Status
 from jobroot.plan import Finish, PendingFolder, Retry, plan
+
+pytestmark = pytest.mark.local
 
 LOSE = "kill -9 $PPID; sleep 0.3; exit 0"  # the job's wrapper dies: the local engine calls the job lost
 LOSE_TWICE = "[ -e 1 ] && [ -e 2 ] || {{ [ -e 1 ] && touch 2 || touch 1; " + LOSE + "; }}"

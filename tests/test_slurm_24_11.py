@@ -14,6 +14,8 @@ import sys
 import pytest
 from conftest import CLUSTER_SCRIPT, REPO
 
+pytestmark = pytest.mark.slurm
+
 CHROOT = REPO / "tests" / "slurm" / "chroot.sh"
 FILES = [
     "tests/test_slurm_parse.py",

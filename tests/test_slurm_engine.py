@@ -20,6 +20,8 @@ from jobroot.engines._process import CommandTimeout, Result
 from jobroot.engines._slurmparse import SEP
 from jobroot.engines.slurm import SlurmEngine
 
+pytestmark = pytest.mark.unit
+
 
 class FakeRunner:
     """Answers each command from a table by its first word; records every argv."""
@@ -46,12 +48,19 @@ def ok(stdout: str = "", stderr: str = "", rc: int = 0) -> Result:
     return Result([], rc, stdout, stderr)
 
 
+def iso(when: float) -> str:
+    """A time as Slurm prints it to the engine (which runs its queries with TZ=UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+
+
+# Fake rows are times relative to the records they answer for (jobs() records "60 s ago"): Slurm received
+# each job just before the sweep recorded it. A fixed date here would age past REUSED_ID and be another job's.
 def squeue_line(job_id: str, state: str, workdir: str = "/w", comment: str = "(null)") -> str:
-    return SEP.join([job_id, state, "2026-11-24T14:02:10", comment, workdir])
+    return SEP.join([job_id, state, iso(time.time() - 61), comment, workdir])
 
 
 def sacct_line(job_id: str, state: str, code: str = "0:0", workdir: str = "/w", comment: str = "") -> str:
-    return SEP.join([job_id, state, code, "2026-11-24T14:02:10", "2026-11-24T14:02:11", comment, workdir])
+    return SEP.join([job_id, state, code, iso(time.time() - 61), iso(time.time() - 30), comment, workdir])
 
 
 def jobs(n: int, tmp_path: Path) -> list[Submitted]:
@@ -186,8 +195,9 @@ def test_a_claimed_folder_is_found_by_its_token_then_by_workdir_and_time(tmp_pat
     token = (job / fs.CLAIM).read_text().split('"')[3]
     by_token = FakeRunner(squeue=ok(squeue_line("77", "PENDING", "/elsewhere", token) + "\n"))
     assert SlurmEngine(runner=by_token).observe([], [job]).found == {"job": "77"}
-    old = SEP.join(["60", "COMPLETED", "0:0", "2020-01-01T00:00:00", "2020-01-01T00:00:01", "", str(job)])
-    new = SEP.join(["78", "COMPLETED", "0:0", "2099-01-01T00:00:00", "2099-01-01T00:00:01", "", str(job)])
+    claimed = json.loads((job / fs.CLAIM).read_text())["claimed"]
+    old = SEP.join(["60", "COMPLETED", "0:0", iso(claimed - 86400), iso(claimed - 86399), "", str(job)])
+    new = SEP.join(["78", "COMPLETED", "0:0", iso(claimed + 1), iso(claimed + 2), "", str(job)])
     by_dir = FakeRunner(squeue=ok(""), sacct=ok(old + "\n" + new + "\n"))
     assert SlurmEngine(runner=by_dir).observe([], [job]).found == {"job": "78"}  # never the earlier job of that name
 
@@ -286,14 +296,17 @@ def test_the_sacct_window_starts_before_the_oldest_submission(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("lookback", "expected"),
-    [("2d", lambda now: now - 2 * 86400), ("2026-11-20 08:00", lambda now: time.mktime((2026, 11, 20, 8, 0, 0, 0, 0, -1)))],
+    [("2d", 2 * 86400), ("date", 3 * 86400)],
 )
-def test_lookback_bounds_the_sacct_window(tmp_path: Path, lookback: str, expected) -> None:  # type: ignore[no-untyped-def]
+def test_lookback_bounds_the_sacct_window(tmp_path: Path, lookback: str, expected: float) -> None:
     now = time.time()
+    if lookback == "date":  # a date three days back, as a user writes it (local time, to the minute)
+        lookback = time.strftime("%Y-%m-%d %H:%M", time.localtime(now - expected))
+        expected = now - time.mktime(time.strptime(lookback, "%Y-%m-%d %H:%M"))
     ancient = [Submitted("slurm", "1", now - 400 * 86400, tmp_path / "1")]  # a year-old record: sacct must not scan a year
     runner = FakeRunner(squeue=ok(""), sacct=ok(""))
     SlurmEngine(runner=runner, lookback=lookback).observe(ancient, [claimed_folder(tmp_path, "c", 60)])
-    assert expected(now) - 1 <= sacct_start(runner) <= expected(now) + 1
+    assert now - expected - 1 <= sacct_start(runner) <= now - expected + 1
 
 
 def test_a_failed_scancel_is_an_error(tmp_path: Path) -> None:
@@ -345,7 +358,8 @@ def test_times_are_read_as_utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "America/New_York")  # this process's zone must not matter: Slurm printed UTC
     time.tzset()
     try:
-        (row,) = parse_rows(sacct_line("5", "COMPLETED") + "\n", False)
+        line = SEP.join(["5", "COMPLETED", "0:0", "2026-11-24T14:02:10", "2026-11-24T14:02:11", "", "/w"])
+        (row,) = parse_rows(line + "\n", False)
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -467,13 +481,14 @@ def test_an_adopted_job_is_recorded_with_slurms_own_submit_time(tmp_path: Path) 
     # Adopted late (after downtime), with "now" as its time, an ended job would be outside the sacct window.
     d = claimed_folder(tmp_path, "late", 3 * 3600)
     token = f"jobroot-{d.name}"
-    row = SEP.join(["77", "COMPLETED", "0:0", "2026-11-27T08:00:00", "2026-11-27T08:00:05", token, str(d)])
+    received = int(time.time()) - 3 * 3600 + 1  # by Slurm's clock, a second after the claim
+    row = SEP.join(["77", "COMPLETED", "0:0", iso(received), iso(received + 5), token, str(d)])
     obs = SlurmEngine(runner=FakeRunner(squeue=ok(""), sacct=ok(row + "\n"))).observe([], [d])
-    assert obs.found == {"late": "77"} and obs.submitted == {"late": calendar.timegm((2026, 11, 27, 8, 0, 0))}
+    assert obs.found == {"late": "77"} and obs.submitted == {"late": received}
 
 
 def test_rows_of_an_older_job_with_a_reused_id_are_not_this_jobs(tmp_path: Path) -> None:
-    old = SEP.join(["1", "FAILED", "3:0", "2026-01-01T00:00:00", "2026-01-01T00:01:00", "", "/w"])
+    old = SEP.join(["1", "FAILED", "3:0", iso(time.time() - 30 * 86400), iso(time.time() - 30 * 86400 + 60), "", "/w"])
     runner = FakeRunner(squeue=ok(""), sacct=ok(old + "\n"))
     assert SlurmEngine(runner=runner).observe(jobs(1, tmp_path), []).statuses["1"].state is State.UNKNOWN
 
@@ -656,7 +671,7 @@ def test_a_recorded_id_that_names_no_job_is_searched_for_by_its_token(tmp_path: 
     d = tmp_path / "lost"
     d.mkdir()
     record = Submitted("slurm", "5", time.time() - 60, d, "jobroot-lost")
-    right = SEP.join(["77", "COMPLETED", "0:0", "2026-11-27T08:00:00", "2026-11-27T08:00:05", "jobroot-lost", str(d)])
+    right = SEP.join(["77", "COMPLETED", "0:0", iso(time.time() - 59), iso(time.time() - 50), "jobroot-lost", str(d)])
     runner = FakeRunner(squeue=ok(""), sacct=ok(right + "\n"))
 
     def by_id_then_window(argv: Sequence[str], timeout: float, cwd: Path | None, env: Mapping[str, str] | None = None) -> Result:

@@ -24,6 +24,8 @@ from jobroot.engines._slurmparse import (
     task_count,
 )
 
+pytestmark = pytest.mark.unit
+
 DATA = Path(__file__).parent / "data"
 
 

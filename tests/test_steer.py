@@ -7,12 +7,15 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from conftest import drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import __version__
 from jobroot import folders as fs
 from jobroot.log import LOG_MAX
 from jobroot.plan import CANCELLED
+
+pytestmark = pytest.mark.local
 
 WAIT_FOR_GO = "#!/bin/bash\nwhile [ ! -e {go} ]; do sleep 0.05; done\n"
 

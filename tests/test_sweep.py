@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import pytest
 from conftest import make_job, run
 
 from jobroot import folders as fs
@@ -14,6 +15,8 @@ from jobroot.folders import Submitted
 from jobroot.log import Log
 from jobroot.plan import Submit
 from jobroot.sweep import StopFlag, Sweep
+
+pytestmark = pytest.mark.local
 
 
 class RefusingEngine:

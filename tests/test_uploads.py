@@ -8,7 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import RECONCILE, drain, ledger_job, make_job, read_ledger, run
+
+pytestmark = pytest.mark.local
 
 FILES = 6
 CHECK = (  # the job says whether it saw every file
@@ -34,6 +37,7 @@ def upload_step_by_step(root: Path, folder: Path, ledger: Path, settle: str, old
         assert folder.exists(), f"submitted after {i + 1} of {FILES} files"
 
 
+@pytest.mark.fsclock  # file change times against this machine's clock
 def test_a_slow_upload_is_submitted_only_once_settled(root: Path, ledger: Path) -> None:
     upload_step_by_step(root, root / "inbox" / "slow", ledger, settle="30", old_mtimes=True)
     assert read_ledger(ledger) == []
@@ -77,6 +81,7 @@ def test_modification_times_in_the_future_never_hold_a_folder_back(root: Path, l
     assert os.listdir(root / "pending") == ["ahead"] or os.listdir(root / "complete") == ["ahead"]
 
 
+@pytest.mark.fsclock  # file change times against this machine's clock
 def test_a_change_time_in_the_future_is_reported_with_its_skew_never_a_silent_wait(tmp_path: Path) -> None:
     from jobroot import status
     from jobroot.observe import inspect

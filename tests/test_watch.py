@@ -9,7 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import RECONCILE, make_job
+
+pytestmark = pytest.mark.local
 
 
 def read_for(fd: int, seconds: float) -> bytes:

@@ -40,6 +40,6 @@ qdel "$running" "$queued" >/dev/null
 qdel "$error_id" "${slow%%.*}" >/dev/null
 sleep 25  # the cell's reporting flush: finished jobs reach the accounting file 6-14 s after they end
 capture qacct qacct -o root -b "$begin" -j
-capture qacct-nothing qacct -o root -b 203001010000 -j
+capture qacct-nothing qacct -o root -b "$(date -u -d '+1 day' +%Y%m%d%H%M)" -j  # nothing began after tomorrow
 qdel -u root >/dev/null 2>&1 || true
 rm -rf "$work"
