@@ -11,6 +11,7 @@ from typing import NamedTuple, Optional, Sequence
 from xml.etree import ElementTree
 
 from jobroot.engine import State, Status
+from jobroot.engines._batch import Refusal, task_ranges
 
 # Reasons qsub gives, lower-cased. Transient: try again next run. Permanent: the job can never run as it is.
 TRANSIENT = (
@@ -77,8 +78,9 @@ class Record(NamedTuple):
 
 
 def parse_qsub_id(stdout: str) -> Optional[str]:
-    """`qsub -terse` prints `42`, or `43.1-3:1` for an array: that answer, or None when it is not one."""
-    m = re.match(r"\s*(\d+(?:\.\d+-\d+:\d+)?)\s*$", stdout)
+    """`qsub -terse` prints `42`, or `43.1-3:1` for an array, on its first line (with `-sync y`, the job's
+    end follows): that answer, or None when it is not one."""
+    m = re.match(r"\s*(\d+(?:\.\d+-\d+:\d+)?)\s*$", stdout.split("\n", 1)[0])
     return m.group(1) if m else None
 
 
@@ -87,22 +89,9 @@ def base_id(job_id: str) -> str:
     return job_id.split(".", 1)[0]
 
 
-def task_ids(spec: str) -> list[range]:
-    """The tasks `1-3:1`, `2,3` or `4-9:2` name, as ranges (an array may have many tasks)."""
-    ranges = []
-    for part in spec.split(",") if spec else ():
-        span, _, step = part.partition(":")
-        lo, _, hi = span.partition("-")
-        try:
-            ranges.append(range(int(lo), int(hi or lo) + 1, max(int(step or 1), 1)))
-        except ValueError:
-            continue
-    return ranges
-
-
 def task_count(spec: str) -> int:
     """How many jobs a job id or a qstat line stands for: 1 for a plain job."""
-    return max(sum(len(r) for r in task_ids(spec)), 1)
+    return max(sum(len(r) for r in task_ranges(spec)), 1)
 
 
 def array_id(job: str, tasks: Sequence[int]) -> str:
@@ -223,14 +212,14 @@ def refusal_reason(message: str) -> str:
     return lines[0] if lines else ""
 
 
-def classify_refusal(message: str) -> str:
-    """ "transient", "permanent", or "unknown" (a reason in neither table), judged by the reason qsub gives."""
+def classify_refusal(message: str) -> Refusal:
+    """What qsub's refusal means, judged by the reason it gives (UNKNOWN: in neither table)."""
     reason = refusal_reason(message).lower()
     if any(t in reason for t in TRANSIENT):
-        return "transient"
+        return Refusal.PASSING
     if any(p in reason for p in PERMANENT):
-        return "permanent"
-    return "unknown"
+        return Refusal.FINAL
+    return Refusal.UNKNOWN
 
 
 def describe(record: Record) -> str:
@@ -262,7 +251,7 @@ def decide(job_id: str, queued: list[Queued], records: Optional[list[Record]]) -
     if not records:
         return Status(State.UNKNOWN)
     records = list({r.task: r for r in records}.values())  # a task run again (rescheduled): its last record
-    wanted = {t for r in task_ids(job_id.partition(".")[2]) for t in r} if "." in job_id else set()
+    wanted = {t for r in task_ranges(job_id.partition(".")[2]) for t in r} if "." in job_id else set()
     if {int(r.task) for r in records if r.task.isdigit()} < wanted:
         return Status(State.UNKNOWN)  # some tasks' records have not reached the accounting file yet
     failed = [r for r in records if r.failed or r.exit_status]

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Mapping, Optional
 
+from jobroot.engines._batch import directive_words
+
 # What a sweep inherits must not change what Slurm's commands print or what sbatch submits: these
 # variables (SLURM_TIME_FORMAT, SBATCH_PARTITION, SQUEUE_ACCOUNT, an scrontab job's own SLURM_*, ...) are
 # never passed on. SLURM_CONF stays: it says where the cluster's configuration is.
@@ -29,24 +31,8 @@ def command_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def sbatch_words(script: Path) -> list[str]:
-    """Every word of the `#SBATCH` lines of job.sh that sbatch reads (all options on a line; none after the
-    first line that is neither blank nor a comment); read once per submission."""
-    import shlex
-
-    try:
-        text = script.read_text(errors="replace")
-    except OSError:
-        return []
-    words: list[str] = []
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            break  # sbatch stops reading options at the first command
-        if line.startswith("#SBATCH"):
-            try:
-                words += shlex.split(line[len("#SBATCH") :], comments=True)
-            except ValueError:
-                words += line.split()[1:]
-    return words
+    """Every word of the `#SBATCH` lines of job.sh that sbatch reads (it stops at the first command)."""
+    return directive_words(script, "#SBATCH", stop_at_command=True)
 
 
 def user_sets(words: list[str], option: str) -> bool:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import NamedTuple, Optional
 
 from jobroot.engine import State, Status
+from jobroot.engines._batch import Refusal, task_ranges
 
 SEP = "\x1f"  # cannot be typed into a job name or comment by accident; `|` can
 SQUEUE_FORMAT = SEP.join(["%i", "%T", "%V", "%k", "%Z"])
@@ -134,18 +135,9 @@ def task_count(job_id: str) -> int:
 
 
 def _task_ranges(job_id: str) -> list[range]:
-    """The task ids a remainder row (`123_[1,3,5-9%2]`, `123_[4-98:2]`) stands for, as ranges (an array
-    may have millions of tasks); of a row cut short, those it still shows."""
+    """The task ids a remainder row (`123_[1,3,5-9%2]`, `123_[4-98:2]`) stands for; of a row cut short, those it shows."""
     m = re.search(r"_\[([^\]%]*)", job_id)
-    ranges = []
-    for part in m.group(1).split(",") if m else ():
-        span, _, step = part.partition(":")
-        lo, _, hi = span.partition("-")
-        try:
-            ranges.append(range(int(lo), int(hi or lo) + 1, max(int(step or 1), 1)))
-        except ValueError:
-            continue  # cut short here (`7...`): what it stood for is not shown
-    return ranges
+    return task_ranges(m.group(1)) if m else []
 
 
 def _tasks(row: Row, listed: set[int]) -> int:
@@ -222,20 +214,16 @@ def refusal_reason(message: str) -> str:
     return lines[0] if lines else ""
 
 
-def classify_refusal(message: str) -> str:
-    """ "transient", "permanent", or "unknown" (a reason in neither table), judged by the reason Slurm gives."""
+def classify_refusal(message: str) -> Refusal:
+    """What sbatch's refusal means, judged by the reason Slurm gives (UNKNOWN: in neither table)."""
     reason = refusal_reason(message).lower()
     if "violates accounting/qos policy" in reason:
-        return "unknown"  # the generic policy line alone does not say which limit: submit count or size
+        return Refusal.UNKNOWN  # the generic policy line alone does not say which limit: submit count or size
     if any(t in reason for t in TRANSIENT):
-        return "transient"
+        return Refusal.PASSING
     if any(p in reason for p in PERMANENT):
-        return "permanent"
-    return "unknown"
-
-
-def is_transient(message: str) -> bool:
-    return classify_refusal(message) == "transient"
+        return Refusal.FINAL
+    return Refusal.UNKNOWN
 
 
 def exit_text(code: str) -> str:

@@ -14,32 +14,15 @@ record, the user's jobs no folder has recorded (for the token in their account s
 import os
 import pwd
 import re
-import shlex
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, NamedTuple, Optional, Sequence
 
 from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
-from jobroot.engine import (
-    CommandFailed,
-    CommandTimeout,
-    EngineError,
-    Observation,
-    State,
-    Status,
-    SubmitRefused,
-    SubmitUnknown,
-)
-from jobroot.engines._claim import (
-    deleted,
-    earlier_refusals,
-    forget_claim,
-    note_deleted,
-    read_claim,
-    refused,
-    write_claim,
-)
+from jobroot.engine import CommandFailed, EngineError, Observation, State, Status
+from jobroot.engines import _batch
+from jobroot.engines._batch import CLAIM_SLACK, REUSED_ID, deleted, directive_words, note_deleted, read_claim
 from jobroot.engines._gridparse import (
     Detail,
     Queued,
@@ -57,8 +40,6 @@ from jobroot.engines._gridparse import (
 from jobroot.engines._process import Runner, run
 from jobroot.folders import Submitted
 
-CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and qmaster
-REUSED_ID = 7 * 86400.0  # qacct records submitted this long before a job's record belong to an older job with its number
 DELETE_GRACE = 120.0  # a job deleted this long ago with no qacct record never started (the flush is 15 s by default)
 
 
@@ -100,29 +81,9 @@ class GridEngine:
         # The token goes in the account string (-A), which qstat -j and qacct show back, so the next run
         # can find this job if its id is never recorded; an account the job sets itself is kept, and
         # then there is no token ("").
-        token = "" if _sets_account(job_dir / "job.sh") else f"jobroot-{secrets.token_hex(8)}"
-        refusals = earlier_refusals(job_dir)
-        claimed = time.time()
-        write_claim(job_dir, token, claimed, refusals)
+        token = "" if "-A" in _options(job_dir / "job.sh") else f"jobroot-{secrets.token_hex(8)}"
         argv = ["qsub", "-terse", "-cwd", *(["-A", token] if token else []), "job.sh"]
-        try:
-            result = self.run(argv, self.timeout, job_dir, self.env)
-        except CommandTimeout as e:
-            job_id = parse_qsub_id(e.stdout.split("\n", 1)[0])
-            if job_id:
-                return job_id  # created; qsub was still waiting for the job to end (#$ -sync y)
-            raise SubmitUnknown(str(e)) from e
-        except CommandFailed as e:
-            forget_claim(job_dir)
-            raise SubmitRefused(str(e), permanent=False) from e
-        # An id printed means a job was created, whatever the exit status (#$ -sync y exits with the job's).
-        job_id = parse_qsub_id(result.stdout.split("\n", 1)[0])
-        if job_id:
-            return job_id
-        if result.returncode == 0:
-            raise SubmitUnknown(f"qsub exited 0 but printed no job id: {result.stdout.strip()!r}")
-        message = result.stderr.strip() or result.stdout.strip() or f"qsub exited with {result.returncode}"
-        raise refused(job_dir, token, claimed, refusals, message, classify_refusal(message), "qsub")
+        return _batch.submit(job_dir, argv, self.run, self.timeout, self.env, parse_qsub_id, classify_refusal, token)
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         if not jobs and not claimed and self.max_queued is None:
@@ -297,24 +258,8 @@ def _in_error(job: Submitted, detail: Optional[Detail]) -> Status:
 
 
 def _options(script: Path) -> list[str]:
-    """Every word of job.sh's `#$` lines."""
-    try:
-        text = script.read_text(errors="replace")
-    except OSError:
-        return []
-    words: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("#$"):
-            try:
-                words += shlex.split(line[2:], comments=True)
-            except ValueError:
-                words += line[2:].split()
-    return words
-
-
-def _sets_account(script: Path) -> bool:
-    """Does a `#$` line of job.sh set -A (the account string)?"""
-    return "-A" in _options(script)
+    """Every word of job.sh's `#$` lines (qsub reads them all)."""
+    return directive_words(script, "#$", stop_at_command=False)
 
 
 def _whole(path: Path, match: Candidate) -> str:

@@ -16,18 +16,9 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
-from jobroot.engine import (
-    CommandFailed,
-    CommandTimeout,
-    EngineError,
-    Observation,
-    Setting,
-    State,
-    Status,
-    SubmitRefused,
-    SubmitUnknown,
-)
-from jobroot.engines._claim import claim_where, earlier_refusals, forget_claim, read_claim, refused, write_claim
+from jobroot.engine import CommandFailed, EngineError, Observation, Setting, State, Status, SubmitRefused
+from jobroot.engines import _batch
+from jobroot.engines._batch import CLAIM_SLACK, REUSED_ID, claim_where, read_claim
 from jobroot.engines._process import Runner, run
 from jobroot.engines._slurmenv import command_env, full_name, option_value, sbatch_words, user_sets
 from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
@@ -47,9 +38,7 @@ from jobroot.engines._slurmparse import (
 )
 from jobroot.folders import Submitted
 
-CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and slurmctld
 MAX_ID_LIST = 100_000  # characters of --jobs=: one argument may not pass 128 KiB (Linux); beyond, a window search
-REUSED_ID = 7 * 86400.0  # sacct rows submitted this long before a job's record belong to an older job with its id
 
 # ---------------------------------------------------------------- the engine
 
@@ -117,33 +106,12 @@ class SlurmEngine:
             )
         ids = ":".join(split_id(a)[0] for a in after)
         chain = [f"--dependency=afterok:{ids}", "--kill-on-invalid-dep=yes"] if after else []
-        refusals = earlier_refusals(job_dir)
         # The token goes in --comment so the next run can find this job if its id is never recorded (or
         # is garbled); a comment the user set is kept, and then there is no token ("").
         token = "" if user_sets(lines, "comment") else f"jobroot-{secrets.token_hex(8)}"
-        claimed = time.time()
-        write_claim(job_dir, token, claimed, refusals, where)
         defaults = [d for d in self.defaults if not user_sets(lines, d[2:].split("=", 1)[0])]  # job.sh's own win
         argv = ["sbatch", "--parsable", *defaults, *chain, *([f"--comment={token}"] if token else []), "job.sh"]
-        try:
-            result = self.run(argv, self.timeout, job_dir, self.env)
-        except CommandTimeout as e:
-            job_id = parse_sbatch_id(e.stdout)
-            if job_id:
-                return job_id  # created; sbatch was still waiting for the job to end (#SBATCH --wait)
-            raise SubmitUnknown(str(e)) from e
-        except CommandFailed as e:
-            forget_claim(job_dir)
-            raise SubmitRefused(str(e), permanent=False) from e
-        # An id printed means a job was created, whatever the exit status: with #SBATCH --wait, sbatch
-        # waits for the job and exits with the job's own status.
-        job_id = parse_sbatch_id(result.stdout)
-        if job_id:
-            return job_id
-        if result.returncode == 0:
-            raise SubmitUnknown(f"sbatch exited 0 but printed no job id: {result.stdout.strip()!r}")
-        message = result.stderr.strip() or result.stdout.strip() or f"sbatch exited with {result.returncode}"
-        raise refused(job_dir, token, claimed, refusals, message, classify_refusal(message), "sbatch")
+        return _batch.submit(job_dir, argv, self.run, self.timeout, self.env, parse_sbatch_id, classify_refusal, token, where)
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         """One squeue and at most one sacct for each cluster in use: this host's own (always, when there is

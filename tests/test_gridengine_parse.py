@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobroot.engine import State
+from jobroot.engines._batch import Refusal
 from jobroot.engines._gridparse import (
     Queued,
     array_id,
@@ -114,17 +115,17 @@ def test_a_qacct_record_cut_short_is_an_error_not_a_verdict() -> None:
 @pytest.mark.parametrize(
     ("fixture", "kind"),
     [
-        ("qsub-unknown-queue", "permanent"),
-        ("qsub-bad-option", "permanent"),
-        ("qsub-qmaster-down", "transient"),
-        ("qsub-user-limit", "transient"),
+        ("qsub-unknown-queue", Refusal.FINAL),
+        ("qsub-bad-option", Refusal.FINAL),
+        ("qsub-qmaster-down", Refusal.PASSING),
+        ("qsub-user-limit", Refusal.PASSING),
     ],
 )
-def test_qsub_refusals_are_judged_by_the_reason_qsub_gives(fixture: str, kind: str) -> None:
+def test_qsub_refusals_are_judged_by_the_reason_qsub_gives(fixture: str, kind: Refusal) -> None:
     text = captured(fixture)
-    assert classify_refusal(text) == kind
+    assert classify_refusal(text) is kind
     assert refusal_reason(text).startswith("Unable to run job:")
-    assert classify_refusal("Unable to run job: something new\nExiting.") == "unknown"
+    assert classify_refusal("Unable to run job: something new\nExiting.") is Refusal.UNKNOWN
 
 
 def test_an_adopted_arrays_id_is_spelled_as_qsub_would() -> None:

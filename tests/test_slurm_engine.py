@@ -16,6 +16,7 @@ import pytest
 
 from jobroot import folders as fs
 from jobroot.engine import Observation, State, SubmitRefused, Submitted, SubmitUnknown
+from jobroot.engines._batch import Refusal
 from jobroot.engines._process import CommandTimeout, Result
 from jobroot.engines._slurmparse import SEP
 from jobroot.engines.slurm import SlurmEngine
@@ -399,58 +400,58 @@ POLICY = (
 @pytest.mark.parametrize(
     ("stderr", "kind"),
     [
-        (f"sbatch: error: QOSMaxWallDurationPerJobLimit\n{POLICY}", "permanent"),  # over the QOS wall time: can never run
-        (f"sbatch: error: QOSMaxSubmitJobPerUserLimit\n{POLICY}", "transient"),
-        (f"sbatch: error: AssocMaxSubmitJobLimit\n{POLICY}", "transient"),
-        ("sbatch: error: Batch job submission failed: Required partition not available (inactive or drain)", "transient"),
-        ("sbatch: error: Batch job submission failed: Invalid user id", "transient"),
+        (f"sbatch: error: QOSMaxWallDurationPerJobLimit\n{POLICY}", Refusal.FINAL),  # over the QOS wall time: can never run
+        (f"sbatch: error: QOSMaxSubmitJobPerUserLimit\n{POLICY}", Refusal.PASSING),
+        (f"sbatch: error: AssocMaxSubmitJobLimit\n{POLICY}", Refusal.PASSING),
+        ("sbatch: error: Batch job submission failed: Required partition not available (inactive or drain)", Refusal.PASSING),
+        ("sbatch: error: Batch job submission failed: Invalid user id", Refusal.PASSING),
         (
             "sbatch: error: invalid partition specified: nope\n"
             "sbatch: error: Batch job submission failed: Invalid partition name specified",
-            "permanent",
+            Refusal.FINAL,
         ),  # fmt: skip
         (
             "sbatch: error: Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)",
-            "permanent",
+            Refusal.FINAL,
         ),
-        (POLICY, "unknown"),  # the generic line alone does not say which limit
-        (f"sbatch: error: AssocGrpSubmitJobsLimit\n{POLICY}", "transient"),
+        (POLICY, Refusal.UNKNOWN),  # the generic line alone does not say which limit
+        (f"sbatch: error: AssocGrpSubmitJobsLimit\n{POLICY}", Refusal.PASSING),
         # sbatch's notice between its attempts is not the reason, even right before the policy line
-        ("sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying\n" + POLICY, "unknown"),
+        ("sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying\n" + POLICY, Refusal.UNKNOWN),
         (
             "sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying\n"
             "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
-            "permanent",
+            Refusal.FINAL,
         ),  # fmt: skip
-        (f"sbatch: error: AssocGrpSubmitJobsLimit\n{POLICY}", "transient"),
+        (f"sbatch: error: AssocGrpSubmitJobsLimit\n{POLICY}", Refusal.PASSING),
         (
             "sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying\n"
             "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
-            "permanent",
+            Refusal.FINAL,
         ),  # fmt: skip
-        ("sbatch: error: Batch job submission failed: Something only a newer Slurm says", "unknown"),
+        ("sbatch: error: Batch job submission failed: Something only a newer Slurm says", Refusal.UNKNOWN),
         # --clusters, as 22.05 words it: an unknown cluster, one whose controller is down, none eligible
         (
             "sbatch: error: No cluster 'nosuch' known by database.\nsbatch: error: 'nosuch' can't be reached now, "
             "or it is an invalid entry for --cluster.  Use 'sacctmgr list clusters' to see available clusters.",
-            "permanent",
+            Refusal.FINAL,
         ),
         (
             "sbatch: error: 'second' can't be reached now, or it is an invalid entry for --cluster.  "
             "Use 'sacctmgr list clusters' to see available clusters.",
-            "transient",
+            Refusal.PASSING,
         ),
-        ("sbatch: error: Batch job submission failed: No eligible clusters for federated job", "permanent"),
+        ("sbatch: error: Batch job submission failed: No eligible clusters for federated job", Refusal.FINAL),
     ],
 )
-def test_refusals_are_judged_by_the_reason_slurm_gives(stderr: str, kind: str) -> None:
+def test_refusals_are_judged_by_the_reason_slurm_gives(stderr: str, kind: Refusal) -> None:
     from jobroot.engines._slurmparse import classify_refusal
 
-    assert classify_refusal(stderr) == kind
+    assert classify_refusal(stderr) is kind
 
 
 def test_an_unrecognised_refusal_is_tried_a_bounded_number_of_times_then_final_with_every_attempts_words(tmp_path: Path) -> None:
-    from jobroot.engines._claim import REFUSAL_TRIES
+    from jobroot.engines._batch import REFUSAL_TRIES
 
     job = make_job(tmp_path)
     for attempt in range(1, REFUSAL_TRIES + 1):

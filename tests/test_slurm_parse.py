@@ -11,13 +11,13 @@ import pytest
 
 from jobroot.config import parse_lookback
 from jobroot.engine import State
+from jobroot.engines._batch import Refusal
 from jobroot.engines._slurmparse import (
     SEP,
     Row,
     base_id,
     decide,
     exit_text,
-    is_transient,
     make_row,
     parse_rows,
     parse_sbatch_id,
@@ -136,11 +136,16 @@ def test_sbatch_ids_and_refusals(version: str) -> None:
     assert parse_sbatch_id("") is None and parse_sbatch_id("Submitted batch job 42\n") is None
     for name in ("invalid-partition", "no-shebang", "unknown-option", "dos"):
         text = captured(f"sbatch-{name}", version)
-        assert text.strip() and classify_refusal(text) == "permanent", (name, text)
+        assert text.strip() and classify_refusal(text) is Refusal.FINAL, (name, text)
     assert "Invalid partition name specified" in captured("sbatch-invalid-partition", version)
-    assert is_transient("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)")
+    assert (
+        classify_refusal("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)")
+        is Refusal.PASSING
+    )
     # The answer was lost on the way back: slurmctld may have created the job, so never permanent.
-    assert is_transient("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation")
+    assert (
+        classify_refusal("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation") is Refusal.PASSING
+    )
 
 
 def test_ids_and_tasks() -> None:

@@ -8,6 +8,6 @@ done
 [ "$(id -u)" = 0 ] || { echo "chromium: needs root to install it" >&2; exit 77; }
 command -v apt-get >/dev/null || { echo "chromium: no apt-get: install Chromium by hand" >&2; exit 77; }
 echo "chromium: installing Debian's chromium package" >&2
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+apt-get update -qq -o DPkg::Lock::Timeout=300
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends chromium fonts-dejavu-core >/dev/null
 command -v chromium

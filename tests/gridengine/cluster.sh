@@ -30,8 +30,8 @@ if ! command -v qsub >/dev/null || [ ! -x /usr/lib/gridengine/sge_qmaster ] || [
     printf '%s shared/gridengineconfig boolean true\n%s shared/gridenginemaster string %s\n%s shared/gridenginecell string default\n' \
       "$pkg" "$pkg" "$host" "$pkg"
   done | debconf-set-selections
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  apt-get update -qq -o DPkg::Lock::Timeout=300
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends \
     gridengine-master gridengine-exec gridengine-client >/dev/null
 fi
 

@@ -45,7 +45,7 @@ prepare)
   command -v apt-get >/dev/null || { log "no apt-get"; exit 77; }
   if [ ! -e "$DIR/.jobroot-ready" ] || [ "$(cat "$DIR/.jobroot-ready")" != "$PACKAGES" ]; then
     command -v debootstrap >/dev/null || {
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+      apt-get update -qq -o DPkg::Lock::Timeout=300 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends debootstrap >/dev/null
     }
     mirror=$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
     mirror=${mirror:-http://deb.debian.org/debian}
@@ -60,7 +60,7 @@ prepare)
     mount_all
     log "installing Slurm 24.11, MariaDB and Python 3.13 inside"
     # shellcheck disable=SC2086
-    chroot "$DIR" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null"
+    chroot "$DIR" sh -c "apt-get update -qq -o DPkg::Lock::Timeout=300 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends $PACKAGES >/dev/null"
     printf '%s' "$PACKAGES" > "$DIR/.jobroot-ready"
   fi
   mount_all

@@ -34,8 +34,8 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! co
    || ! command -v munged >/dev/null || ! command -v sbatch >/dev/null || ! command -v slurmd >/dev/null; then
   command -v apt-get >/dev/null || { log "no apt-get: install Slurm, slurmdbd, munge and MariaDB by hand"; exit 77; }
   log "installing Slurm, slurmdbd, munge and MariaDB from Debian's packages"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  apt-get update -qq -o DPkg::Lock::Timeout=300
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends \
     slurmctld slurmd slurm-client slurmdbd munge mariadb-server >/dev/null
 fi
 

@@ -16,8 +16,8 @@ dir=$1
 if [ ! -x /usr/sbin/sshd ] || ! command -v sshfs >/dev/null || ! command -v rsync >/dev/null; then
   command -v apt-get >/dev/null || { log "no apt-get: install openssh-server, sshfs and rsync by hand"; exit 77; }
   log "installing openssh-server, sshfs and rsync from Debian's packages"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client sshfs rsync >/dev/null
+  apt-get update -qq -o DPkg::Lock::Timeout=300
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends openssh-server openssh-client sshfs rsync >/dev/null
 fi
 mkdir -p "$dir" /run/sshd
 chmod 700 "$dir"
