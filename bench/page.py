@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jobroot import folders as fs  # noqa: E402
 from jobroot import status as st  # noqa: E402
-from jobroot.status import Entry, Phase  # noqa: E402
+from jobroot.model import Entry, Phase  # noqa: E402
 
 
 def main() -> int:

@@ -222,6 +222,19 @@ def classify_refusal(message: str) -> Refusal:
     return Refusal.UNKNOWN
 
 
+def nothing_ended_yet(message: str) -> bool:
+    """Does qacct say the cell has no accounting file yet (`no jobs running since startup`: none has ended)?"""
+    return "no jobs running since startup" in message.lower()
+
+
+def qdel_harmless(message: str) -> bool:
+    """Does every line of qdel's complaint only say the job is already gone or going? A job may end between
+    qstat and qdel (`denied: job "41" does not exist`): not a failure."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    harmless = ("does not exist", "has deleted", "registered the job", "already in deletion")
+    return bool(lines) and all(any(h in line for h in harmless) for line in lines)
+
+
 def describe(record: Record) -> str:
     """How one job or task ended, in qacct's words: `exit code 3`, `signal 9 (SIGKILL); qacct: failed 100: ...`."""
     if record.failed == 0:

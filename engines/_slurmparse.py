@@ -12,7 +12,7 @@ import signal
 from datetime import datetime, timezone
 from typing import NamedTuple, Optional
 
-from jobroot.engine import State, Status
+from jobroot.engine import Ending, State, Status
 from jobroot.engines._batch import Refusal, task_ranges
 
 SEP = "\x1f"  # cannot be typed into a job name or comment by accident; `|` can
@@ -226,6 +226,11 @@ def classify_refusal(message: str) -> Refusal:
     return Refusal.UNKNOWN
 
 
+def accounting_disabled(message: str) -> bool:
+    """Does sacct's error say the cluster keeps no accounting (`Slurm accounting storage is disabled`)?"""
+    return "accounting storage is disabled" in message.lower()
+
+
 def exit_text(code: str) -> str:
     """`3:0` -> `exit code 3`; `0:9` -> `signal 9 (SIGKILL)`."""
     status, _, sig = code.partition(":")
@@ -286,10 +291,11 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
         return Status(State.DONE)
     source = "sacct" if final is not queued else "squeue"
     lines = "\n".join(f"{source}: {r.line.replace(SEP, ' | ')}" for r in final)
-    lost = False
+    ending = Ending.CANCELLED if all(r.word == "CANCELLED" for r in failed) else Ending.FAILED
     if len(final) == 1 and not array:
         head = f"{who} reports job {final[0].job_id} {describe_failure(failed[0])}."
-        lost = failed[0].word in LOST  # an array is never retried whole: its good tasks would run again
+        if failed[0].word in LOST:  # an array is never retried whole: its good tasks would run again
+            ending = Ending.LOST
     else:
         listed = {int(r.job_id.split("_")[1]) for r in final if re.fullmatch(r"\d+_\d+", r.job_id)}
         total, bad = sum(_tasks(r, listed) for r in final), sum(_tasks(r, listed) for r in failed)
@@ -298,7 +304,7 @@ def decide(job_id: str, queued: list[Row], accounted: Optional[list[Row]], accou
             head = f"{who} reports tasks of job {job_id} failed: {shown}."  # how many is no longer known
         else:
             head = f"{who} reports {bad} of {total} tasks of job {job_id} failed: {shown}."
-    return Status(State.FAILED, f"{head}\n{lines}", lost=lost)
+    return Status(State.FAILED, f"{head}\n{lines}", ending=ending)
 
 
 def _uncounted(row: Row, array: bool) -> bool:

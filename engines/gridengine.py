@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Optional, Sequence
 
 from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
-from jobroot.engine import CommandFailed, EngineError, Observation, State, Status
+from jobroot.engine import CommandFailed, Ending, EngineError, Observation, State, Status
 from jobroot.engines import _batch
 from jobroot.engines._batch import CLAIM_SLACK, REUSED_ID, deleted, directive_words, note_deleted, read_claim
 from jobroot.engines._gridparse import (
@@ -31,10 +31,12 @@ from jobroot.engines._gridparse import (
     base_id,
     classify_refusal,
     decide,
+    nothing_ended_yet,
     parse_details,
     parse_qacct,
     parse_qstat,
     parse_qsub_id,
+    qdel_harmless,
     task_count,
 )
 from jobroot.engines._process import Runner, run
@@ -203,10 +205,7 @@ class GridEngine:
     def _qdel(self, ids: list[str]) -> None:
         result = self.run(["qdel", *ids], self.timeout, None, self.env)
         if result.returncode != 0:
-            # A job may end between qstat and qdel: `denied: job "41" does not exist` is not a failure.
-            lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-            harmless = ("does not exist", "has deleted", "registered the job", "already in deletion")
-            if not lines or not all(any(h in line for h in harmless) for line in lines):
+            if not qdel_harmless(result.stdout + result.stderr):
                 raise CommandFailed(result.argv, result.returncode, result.stderr or result.stdout)
 
     def _qacct_argv(self, oldest: float, now: float) -> list[str]:
@@ -218,7 +217,7 @@ class GridEngine:
         result = self.run(argv, self.timeout, None, self.query_env)
         if result.returncode != 0:
             # Before the first job of a cell ends, qacct has no accounting file: nothing has ended yet.
-            if empty_ok and "no jobs running since startup" in (result.stdout + result.stderr).lower():
+            if empty_ok and nothing_ended_yet(result.stdout + result.stderr):
                 return ""
             raise CommandFailed(argv, result.returncode, result.stderr or result.stdout)
         if not result.stdout.strip() and what != "qacct":
@@ -254,7 +253,7 @@ def _in_error(job: Submitted, detail: Optional[Detail]) -> Status:
         f"Grid Engine put job {base_id(job.job_id)} in an error state (Eqw), where it would never start by itself: "
         f"{why}\nThe {deleted}; fix the cause, then run the folder again (--retry-failed)."
     )
-    return Status(State.FAILED, reason, stuck=True)
+    return Status(State.FAILED, reason, ending=Ending.STUCK)
 
 
 def _options(script: Path) -> list[str]:

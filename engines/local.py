@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import jobroot
 from jobroot.config import positive
-from jobroot.engine import Observation, Setting, State, Status, SubmitRefused, SubmitUnknown
+from jobroot.engine import Ending, Observation, Setting, State, Status, SubmitRefused, SubmitUnknown
 from jobroot.folders import EXIT_RECORD, RUN_LOCK, Submitted, crash_point
 
 # -I: the job folder is the working directory, and nothing in it may shadow a module we import.
@@ -109,7 +109,7 @@ class LocalEngine:
             exit_status = _read_exit(job_dir)  # it may have ended between the two looks
         if exit_status is None:
             return Status(
-                State.FAILED, f"{_LOST} its processes ended without recording an exit status (local engine).", lost=True
+                State.FAILED, f"{_LOST} its processes ended without recording an exit status (local engine).", ending=Ending.LOST
             )
         code, sig = exit_status
         if sig:

@@ -28,6 +28,7 @@ from jobroot.engines._slurmparse import (
     SEP,
     SQUEUE_FORMAT,
     Row,
+    accounting_disabled,
     classify_refusal,
     decide,
     is_active,
@@ -167,7 +168,7 @@ class SlurmEngine:
                     # can find the job that carries the folder's token: the one run with a second sacct.
                     accounted += self._query(self._sacct_argv(need_sacct, jobs, claims, True, now) or [], False, cluster)
             except EngineError as e:
-                if "accounting storage is disabled" in str(e).lower():
+                if accounting_disabled(str(e)):
                     accounting = False  # accounted stays None: nothing absent from squeue is ruled out
                     notes.append("Slurm accounting is disabled: outcomes come from squeue alone (see README)")
                 else:

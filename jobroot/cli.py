@@ -15,6 +15,7 @@ from jobroot import folders as fs
 from jobroot.config import DEFAULTS, Options, UsageError, count, resolve, seconds
 from jobroot.engine import ENGINES, Setting, engine_class
 from jobroot.log import LEVELS, Log
+from jobroot.model import Entry
 
 DESCRIPTION = """\
 Move job folders through a root: ROOT/inbox/NAME/job.sh -> ROOT/pending/NAME -> ROOT/complete/NAME.
@@ -160,8 +161,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         if args.status:
-            from jobroot.status import show_status
-
             return show_status(root, opts, args.json)
         if args.retry_failed:
             from jobroot.sweep import retry_failed
@@ -220,10 +219,55 @@ def _live_counts(root: Path) -> str:
     """The counts of the status files the last sweep wrote, in --status's words."""
     import json
 
-    from jobroot.status import summary
+    from jobroot.model import summary
 
     try:
         counts = json.loads((root / fs.STATUS_JSON).read_text())["counts"]
         return summary({str(k): int(v) for k, v in counts.items()})
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "no status yet"
+
+
+def show_status(root: Path, opts: Options, as_json: bool) -> int:
+    """--status: everything, complete/ included; at most one cheap engine query; no lock, no writes."""
+    from jobroot.config import load_engine
+    from jobroot.engine import EngineError, Observation
+    from jobroot.folders import Submitted
+    from jobroot.observe import Chains, scan_inbox, scan_pending
+    from jobroot.plan import Verdict, Wait, Waiting, chained
+    from jobroot.status import complete_entry, inbox_entries, pending_entries, render_json, render_table
+
+    engine = load_engine(opts)
+    records: dict[str, Optional[Submitted]] = {}
+    for p in scan_pending(root):
+        records[p.name] = p.record
+    live = [r for r in records.values() if r and r.engine == engine.name]
+    obs = None
+    code = 0
+    if live:
+        try:
+            obs = engine.observe(live, [], quick=True)
+        except EngineError as e:
+            print(f"reconcile: cannot ask the {engine.name} engine; pending jobs shown as unknown: {e}", file=sys.stderr)
+            code = 1
+    now = time.time()
+    waiting = fs.names(root / fs.INBOX)
+    inbox = list(scan_inbox(root, waiting, opts.settle, now, opts.shared_group, Chains(root, frozenset(waiting), records)))
+    for i, f in enumerate(inbox):  # a folder in a chain: what it waits for, as a sweep would judge it
+        if f.after:
+            action = chained(f, obs or Observation(), set(), engine.chains, engine.name)
+            if isinstance(action, Wait):
+                inbox[i] = f._replace(verdict=Verdict.WAIT, reason=action.reason, waiting=Waiting.UPSTREAM)
+    entries = inbox_entries(inbox) + [_attempt(root, e) for e in pending_entries(root, records, obs)]
+    entries += [e for e in (complete_entry(root, n) for n in fs.names(root / fs.COMPLETE)) if e]
+    sys.stdout.write(render_json(entries, now) if as_json else render_table(entries, now))
+    return code
+
+
+def _attempt(root: Path, entry: Entry) -> Entry:
+    """--status: a job submitted again after the infrastructure ended it says which attempt it is."""
+    earlier = fs.read_attempts(root / fs.PENDING / entry.name)
+    if not earlier:
+        return entry
+    said = f"attempt {len(earlier) + 1} (the infrastructure ended {len(earlier)} before)"
+    return entry._replace(reason=f"{said}; {entry.reason}" if entry.reason else said)

@@ -24,12 +24,28 @@ class State(enum.Enum):
     UNKNOWN = "unknown"  # not reported: never a reason to move a folder
 
 
+class Ending(enum.Enum):
+    """How a FAILED job ended, as far as what happens next depends on it."""
+
+    FAILED = "failed"  # by itself: an exit code, a signal, a limit it reached
+    CANCELLED = "cancelled"  # by the batch system's cancel (scancel, qdel), before or after it started
+    LOST = "lost"  # by the infrastructure (a failed node, a reboot), not by itself: --retries may run it again
+    STUCK = "stuck"  # not yet: the batch system holds it but can never start it, so it is ended first
+
+
 class Status(NamedTuple):
     state: State
     reason: str = ""  # for FAILED: first line is a plain sentence; more lines may follow
     phase: str = ""  # for ACTIVE: "queued" or "running"
-    lost: bool = False  # for FAILED: ended by the infrastructure (a failed node, a reboot), not by itself
-    stuck: bool = False  # for FAILED: the batch system still holds the job, which can never start: end it first
+    ending: Ending = Ending.FAILED  # for FAILED: how
+
+    @property
+    def lost(self) -> bool:
+        return self.state is State.FAILED and self.ending is Ending.LOST
+
+    @property
+    def stuck(self) -> bool:
+        return self.state is State.FAILED and self.ending is Ending.STUCK
 
 
 class Observation(NamedTuple):

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
 
 from jobroot import folders as fs
-from jobroot.chains import find_cycle, read_after, resolve
+from jobroot.chains import Upstream, find_cycle, read_after, resolve
 from jobroot.folders import Submitted, show
-from jobroot.plan import InboxFolder, PendingFolder, Verdict
+from jobroot.plan import InboxFolder, PendingFolder, Verdict, Waiting
 
 
 def scan_pending(root: Path) -> list[PendingFolder]:
@@ -40,6 +40,15 @@ class Chains(NamedTuple):
     root: Path
     inbox: frozenset[str]
     pending: Mapping[str, Optional[Submitted]]
+
+    def upstreams(self, path: Path) -> tuple[Upstream, ...]:
+        """Where each job a submitted folder's after file names stands. The file was read when the folder
+        was submitted: one garbled since does not stop a started chain."""
+        try:
+            names = read_after(path)
+        except ValueError:
+            return ()
+        return tuple(resolve(self.root, n, self.inbox, self.pending) for n in names)
 
 
 def scan_inbox(
@@ -73,11 +82,11 @@ def inspect(
     name = path.name
     script = path / fs.SCRIPT
     if os.path.lexists(path / fs.HOLD):
-        return InboxFolder(name, Verdict.WAIT, "held")
+        return InboxFolder(name, Verdict.WAIT, "held", Waiting.HELD)
     try:
         info = os.lstat(script)
     except FileNotFoundError:
-        return InboxFolder(name, Verdict.WAIT, "no job.sh yet")
+        return InboxFolder(name, Verdict.WAIT, "no job.sh yet", Waiting.NO_SCRIPT)
     except OSError as e:
         return InboxFolder(name, Verdict.BAD, f"job.sh cannot be examined: {e.strerror}.")
     try:
@@ -85,9 +94,9 @@ def inspect(
         if newest > now + SKEW:
             return InboxFolder(name, Verdict.SKEWED, skewed(newest - now))
         if newest > now - settle:
-            return InboxFolder(name, Verdict.WAIT, "still changing")
+            return InboxFolder(name, Verdict.WAIT, "still changing", Waiting.SETTLING)
     except OSError:
-        return InboxFolder(name, Verdict.WAIT, "vanished")
+        return InboxFolder(name, Verdict.WAIT, "vanished", Waiting.VANISHED)
     if stat.S_ISLNK(info.st_mode):
         return InboxFolder(name, Verdict.BAD, "job.sh is a symbolic link; put a regular file named job.sh in the folder.")
     if stat.S_ISDIR(info.st_mode):

@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Sequence
 
-from jobroot.status import age as _age
+from jobroot.model import age as _age
 
 COLORS = {"running": "#1f77b4", "queued": "#6baed6", "submitting": "#9ecae1", "unknown": "#b8860b",
           "waiting": "#888", "held": "#aaa", "failed": "#c0392b", "done": "#2e8b57"}  # fmt: skip

@@ -8,8 +8,9 @@ import time
 from typing import Iterable, NamedTuple, Optional, Protocol, Sequence, Union
 
 from jobroot.chains import Upstream
-from jobroot.engine import Observation, State
+from jobroot.engine import Ending, Observation, State, Status
 from jobroot.folders import Attempt, Submitted, show
+from jobroot.model import Cause
 
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
 CANCELLED = "The job was cancelled at the user's request (a file named cancel is in its folder)."
@@ -30,6 +31,16 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
+class Waiting(enum.Enum):
+    """Why an inbox folder that is not ready waits (Verdict.WAIT)."""
+
+    HELD = "held"  # a file named hold is in it
+    NO_SCRIPT = "no job.sh yet"
+    SETTLING = "still changing"  # something in it changed less than --settle ago
+    VANISHED = "vanished"  # gone while it was looked at
+    UPSTREAM = "upstream"  # its after file names jobs that have not ended well yet
+
+
 # ---------------------------------------------------------------- facts
 
 
@@ -39,12 +50,14 @@ class PendingFolder(NamedTuple):
     problem: str = ""  # the record could not be read
     cancel: bool = False  # the user put a file named cancel into the folder
     attempts: tuple[Attempt, ...] = ()  # earlier attempts the infrastructure ended (read where it matters)
+    after: tuple[Upstream, ...] = ()  # the jobs its after file names (read where it matters: claimed or failed)
 
 
 class InboxFolder(NamedTuple):
     name: str
     verdict: Verdict
     reason: str = ""
+    waiting: Optional[Waiting] = None  # for Verdict.WAIT: why
     since: Optional[float] = None  # the folder's change time, for the status display
     after: tuple[Upstream, ...] = ()  # the jobs its after file names, where each stands
 
@@ -80,6 +93,7 @@ class Submit(NamedTuple):  # inbox -> pending, then start it
 
 class Launch(NamedTuple):  # a claimed pending folder that was never started
     name: str
+    after: tuple[str, ...] = ()  # upstream folders (submitted, still active) the batch system is to wait for
 
     def to(self, actor: Actor) -> None:
         actor.launch(self)
@@ -104,6 +118,7 @@ class Finish(NamedTuple):  # pending -> complete; reason set for a failure
     name: str
     reason: str = ""
     end: Optional[Submitted] = None  # a job the batch system still holds but will never start: end it first
+    cause: Cause = Cause.OWN  # for a failure: whose
 
     def to(self, actor: Actor) -> None:
         actor.finish(self)
@@ -152,6 +167,7 @@ class Retry(NamedTuple):  # the infrastructure ended the job: note the attempt, 
     name: str
     record: Submitted
     reason: str  # how this attempt ended
+    after: tuple[str, ...] = ()  # as Launch's
 
     def to(self, actor: Actor) -> None:
         actor.retry(self)
@@ -190,52 +206,14 @@ def plan(
     folder is submitted as soon as every job it waits for has been; otherwise it waits for them to end.
     """
     actions: list[Action] = []
-    starts = 0
+    rules = Rules(obs, engine, batch_limit, now, chains_in_engine, retries)
+    starts = 0  # launches and retries: each is a start, counted against the limit and the room
     for p in pending:
-        if p.problem:
-            actions.append(Note(p.name, f"{p.problem}; fix or remove it by hand", problem=True))
-        elif p.record is None:
-            if p.name in obs.found:
-                actions.append(Adopt(p.name, obs.found[p.name], obs.submitted.get(p.name)))
-            elif p.name in obs.unsure:
-                pass
-            elif p.cancel:
-                actions.append(Finish(p.name, "The job was cancelled at the user's request before it was submitted."))
-            elif batch_limit > 0:  # 0: collect results only, start nothing
-                actions.append(Launch(p.name))
-                starts += 1
-        elif p.record.engine != engine:
-            actions.append(
-                Note(
-                    p.name,
-                    f"submitted through the {p.record.engine} engine; run with -e {p.record.engine} to follow it",
-                    problem=True,
-                )
-            )
-        elif p.name in obs.found:  # the recorded id was another job's: record the right one
-            actions.append(Adopt(p.name, obs.found[p.name], obs.submitted.get(p.name)))
-        else:
-            status = obs.statuses.get(p.record.job_id)
-            if p.cancel and status is not None and status.state is State.ACTIVE:
-                actions.append(Cancel(p.name, p.record))
-            elif status is None or status.state is State.UNKNOWN:
-                late = now - p.record.submitted > GRACE
-                message = f"job {p.record.job_id} not reported by the {engine} engine; waiting"
-                actions.append(Note(p.name, message + (" (for a long time now: check it)" if late else ""), problem=late))
-            elif status.state is State.DONE:
-                actions.append(Finish(p.name))
-            elif status.state is State.FAILED:
-                earlier = [a for a in p.attempts if a.job_id != p.record.job_id]
-                if status.lost and not p.cancel and len(earlier) < retries:
-                    if starts < batch_limit and (obs.room is None or starts < obs.room):  # a retry is a start
-                        actions.append(Retry(p.name, p.record, status.reason.split("\n", 1)[0]))
-                        starts += 1
-                else:
-                    reason = f"{CANCELLED}\n{status.reason}" if p.cancel else status.reason
-                    actions.append(Finish(p.name, reason + _history(earlier, retries), p.record if status.stuck else None))
-    room = batch_limit - starts
-    if obs.room is not None:
-        room = min(room, obs.room - starts)
+        action = rules.pending(p, starts)
+        if action is not None:
+            actions.append(action)
+            starts += isinstance(action, (Launch, Retry))
+    room = (batch_limit if obs.room is None else min(batch_limit, obs.room)) - starts
     if room <= 0:
         return actions
     submitted: set[str] = set()
@@ -255,15 +233,91 @@ def plan(
     return actions
 
 
-def chained(folder: InboxFolder, obs: Observation, submitted: set[str], in_engine: bool, engine: str) -> Action:
-    """A ready folder with an after file: submit it (handing on the jobs to wait for), let it wait, or fail it fast."""
+class Rules(NamedTuple):
+    """The sweep's settings and the engine's answer, for the decision on each pending folder."""
+
+    obs: Observation
+    engine: str
+    batch_limit: int
+    now: float
+    chains_in_engine: bool
+    retries: int
+
+    def pending(self, p: PendingFolder, starts: int) -> Optional[Action]:
+        """What to do with one pending folder; starts: launches and retries decided so far (each is a start)."""
+        obs = self.obs
+        if p.problem:
+            return Note(p.name, f"{p.problem}; fix or remove it by hand", problem=True)
+        if p.record is None:
+            return self.claimed(p)
+        if p.record.engine != self.engine:
+            follow = f"submitted through the {p.record.engine} engine; run with -e {p.record.engine} to follow it"
+            return Note(p.name, follow, problem=True)
+        if p.name in obs.found:  # the recorded id was another job's: record the right one
+            return Adopt(p.name, obs.found[p.name], obs.submitted.get(p.name))
+        status = obs.statuses.get(p.record.job_id)
+        if p.cancel and status is not None and status.state is State.ACTIVE:
+            return Cancel(p.name, p.record)
+        if status is None or status.state is State.UNKNOWN:
+            late = self.now - p.record.submitted > GRACE
+            message = f"job {p.record.job_id} not reported by the {self.engine} engine; waiting"
+            return Note(p.name, message + (" (for a long time now: check it)" if late else ""), problem=late)
+        if status.state is State.DONE:
+            return Finish(p.name)
+        if status.state is State.FAILED:
+            return self.failed(p, p.record, status, starts)
+        return None  # active: keep waiting
+
+    def claimed(self, p: PendingFolder) -> Optional[Action]:
+        """A folder claimed by a run that never recorded a job id: adopt the job the engine found, or start it."""
+        if p.name in self.obs.found:
+            return Adopt(p.name, self.obs.found[p.name], self.obs.submitted.get(p.name))
+        if p.name in self.obs.unsure:
+            return None
+        if p.cancel:
+            return Finish(p.name, "The job was cancelled at the user's request before it was submitted.", cause=Cause.CANCELLED)
+        if self.batch_limit <= 0:  # 0: collect results only, start nothing
+            return None
+        up = links(p.after, self.obs, set(), self.chains_in_engine, self.engine)  # its chain still holds
+        if up.failed:
+            return Finish(p.name, f"{NOT_RUN} {up.failed}", cause=Cause.UPSTREAM)
+        if up.waits:
+            return Note(p.name, f"waits for {'; '.join(up.waits)} before it is started")
+        return Launch(p.name, up.handed)
+
+    def failed(self, p: PendingFolder, record: Submitted, status: Status, starts: int) -> Optional[Action]:
+        earlier = [a for a in p.attempts if a.job_id != record.job_id]
+        chain = links(p.after, self.obs, set(), self.chains_in_engine, self.engine)
+        if status.lost and not p.cancel and len(earlier) < self.retries and not chain.failed:
+            if chain.waits or starts >= self.batch_limit or (self.obs.room is not None and starts >= self.obs.room):
+                return None  # a retry is a start: it waits for room, and for its chain
+            return Retry(p.name, record, status.reason.split("\n", 1)[0], chain.handed)
+        reason, cause = status.reason, Cause.OWN
+        if p.cancel:
+            reason, cause = f"{CANCELLED}\n{reason}", Cause.CANCELLED
+        elif self.chains_in_engine and status.ending is Ending.CANCELLED and chain.failed:  # ended unstarted for it
+            reason, cause = f"{NOT_RUN} {chain.failed}\n{reason}", Cause.UPSTREAM
+        return Finish(p.name, reason + _history(earlier, self.retries), record if status.stuck else None, cause)
+
+
+class Links(NamedTuple):
+    """Where a folder's chain stands: the jobs to hand to the batch system, what it waits for, or a failure."""
+
+    handed: tuple[str, ...] = ()  # upstream folders the batch system is to wait for (chains_in_engine)
+    waits: tuple[str, ...] = ()  # what it still waits for, in words
+    failed: str = ""  # `it runs after X, which failed: why`: the folder can never run
+
+
+def links(after: Sequence[Upstream], obs: Observation, submitted: set[str], in_engine: bool, engine: str) -> Links:
+    """The one chain rule, for an inbox folder and for a claimed one alike (submitted: inbox folders this run
+    submits, which the batch system can be told to wait for)."""
     handed: list[str] = []
     waits: list[str] = []
-    for up in folder.after:
+    for up in after:
         where = f"{show(up.name)}" + (f" ({show(up.folder)})" if up.folder and up.folder != up.name else "")
         if up.where == "complete":
             if up.failed:
-                return Reject(folder.name, _upstream_failed(where, up.failed))
+                return Links(failed=_upstream_failed(where, up.failed))
             continue  # ended well
         if up.where == "nowhere":
             waits.append(f"{where}, which is nowhere yet")
@@ -277,16 +331,24 @@ def chained(folder: InboxFolder, obs: Observation, submitted: set[str], in_engin
             if status is not None and status.state is State.DONE:
                 continue
             if status is not None and status.state is State.FAILED and not status.lost:
-                return Reject(folder.name, _upstream_failed(where, status.reason.split("\n", 1)[0]))
+                return Links(failed=_upstream_failed(where, status.reason.split("\n", 1)[0]))
             if in_engine and status is not None and status.state is State.ACTIVE:
                 handed.append(up.folder)
             elif status is not None and status.state is State.FAILED:  # lost: --retries may run it again
                 waits.append(f"{where} (ended by the infrastructure; it may run again)")
             else:
                 waits.append(f"{where} ({status.phase if status is not None and status.phase else 'in pending/'})")
-    if waits:
-        return Wait(folder.name, "waiting for " + "; ".join(waits))
-    return Submit(folder.name, tuple(handed))
+    return Links(tuple(handed), tuple(waits))
+
+
+def chained(folder: InboxFolder, obs: Observation, submitted: set[str], in_engine: bool, engine: str) -> Action:
+    """A ready inbox folder with an after file: submit it (handing on the jobs to wait for), let it wait, or fail it fast."""
+    up = links(folder.after, obs, submitted, in_engine, engine)
+    if up.failed:
+        return Reject(folder.name, up.failed)
+    if up.waits:
+        return Wait(folder.name, "waiting for " + "; ".join(up.waits))
+    return Submit(folder.name, up.handed)
 
 
 def _history(earlier: Sequence[Attempt], retries: int) -> str:
@@ -303,7 +365,7 @@ def _upstream_failed(where: str, why: str) -> str:
 
 
 class Ended(Protocol):
-    """A recent ending, as far as the breaker needs it (status.Entry is one)."""
+    """A recent ending, as far as the breaker needs it (model.Entry is one)."""
 
     @property
     def state(self) -> str: ...
@@ -311,17 +373,20 @@ class Ended(Protocol):
     def since(self) -> Optional[float]: ...
     @property
     def reason(self) -> str: ...
+    @property
+    def cause(self) -> str: ...
 
 
 def breaker(recent: Sequence[Ended], now: float, failures: int, cooldown: float) -> str:
     """Why submitting should pause now, or "" when it should not (pure: recent endings in, newest first).
 
     Open when the last `failures` jobs to end all failed, the newest less than `cooldown` seconds ago
-    and all within twice that. Rejected folders and cancels by the user are not failures of the jobs.
+    and all within twice that. Only the jobs' own failures count: not rejected folders, jobs never run for
+    an upstream's failure, or cancels by the user (nor endings recorded before causes were).
     """
     if failures <= 0:
         return ""
-    counted = [e for e in recent if not e.reason.startswith((NOT_SUBMITTED, NOT_RUN, CANCELLED))][:failures]
+    counted = [e for e in recent if e.state != "failed" or e.cause == Cause.OWN][:failures]
     if len(counted) < failures or any(e.state != "failed" for e in counted):
         return ""
     newest, oldest = counted[0].since or 0.0, counted[-1].since or 0.0

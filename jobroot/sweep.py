@@ -12,14 +12,13 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 from jobroot import folders as fs
 from jobroot import status as st
-from jobroot.chains import read_after, resolve
 from jobroot.config import Options, load_engine
-from jobroot.engine import Engine, EngineError, Observation, State, Status, SubmitRefused, SubmitUnknown
+from jobroot.engine import Engine, EngineError, Observation, State, SubmitRefused, SubmitUnknown
 from jobroot.folders import Submitted, show
 from jobroot.log import Log
+from jobroot.model import Cause, Entry, Phase
 from jobroot.observe import Chains, scan_inbox, scan_pending
 from jobroot.plan import (
-    NOT_RUN,
     NOT_SUBMITTED,
     Action,
     Adopt,
@@ -36,7 +35,6 @@ from jobroot.plan import (
     breaker,
     plan,
 )
-from jobroot.status import Phase
 
 
 class StopFlag:
@@ -83,7 +81,7 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
         if not dry_run:
             announce_pause(root, pause, log)
         limit = 0 if pause else opts.batch_limit
-        pending = [_with_attempts(root, p, obs) for p in pending]
+        pending = [_with_facts(root, p, obs, chains) for p in pending]
         actions = plan(pending, obs, inbox, engine.name, limit, time.time(), engine.chains, opts.retries)
         if dry_run:
             for action in actions:
@@ -121,7 +119,7 @@ class Sweep:
         self.waits: dict[str, str] = {}  # inbox name -> what it waits for (after files)
         self.refused = False
         self.started: dict[str, Submitted] = {}  # pending name -> what this run submitted or adopted
-        self.ended: list[st.Entry] = []  # what this run moved to complete/
+        self.ended: list[Entry] = []  # what this run moved to complete/
         self.left_inbox: set[str] = set()  # names this run moved out of inbox/
         self.left_pending: set[str] = set()  # names this run moved out of pending/
 
@@ -147,9 +145,8 @@ class Sweep:
 
     def submit(self, a: Submit) -> None:
         src = self.root / fs.INBOX / a.name
-        after = tuple(self.ids.get(n) or _job_id(self.chains.pending.get(n)) for n in a.after)
-        if not all(after):  # a job it waits for was not submitted after all (refused, uncertain): not now
-            self.log.info(f"{show(a.name)}: waits, for {', '.join(map(show, a.after))} did not get a job id this run")
+        after = self._ids(a.name, a.after)
+        if after is None:
             return
         old = fs.set_aside(src)
         if old:
@@ -163,10 +160,17 @@ class Sweep:
             self.ids[a.name] = job_id
 
     def launch(self, a: Launch) -> None:
-        path = self.root / fs.PENDING / a.name
-        after = self._handed_on(path)  # claimed by a run killed before it started the job: its chain still holds
+        after = self._ids(a.name, a.after)  # claimed by a run killed before it started the job: its chain still holds
         if after is not None:
-            self._start(path, after)
+            self._start(self.root / fs.PENDING / a.name, after)
+
+    def _ids(self, name: str, upstream: tuple[str, ...]) -> Optional[tuple[str, ...]]:
+        """The job ids of the upstream folders the batch system is to wait for; None when one has none."""
+        after = tuple(self.ids.get(n) or _job_id(self.chains.pending.get(n)) for n in upstream)
+        if not all(after):  # a job it waits for was not submitted after all (refused, uncertain): not now
+            self.log.info(f"{show(name)}: waits, for {', '.join(map(show, upstream))} did not get a job id this run")
+            return None
+        return after
 
     def retry(self, a: Retry) -> None:
         path = self.root / fs.PENDING / a.name
@@ -178,56 +182,11 @@ class Sweep:
         self.log.info(
             f"{show(a.name)}: job {a.record.job_id} was ended by the infrastructure{where}: {a.reason}; attempt {n + 1}"
         )
-        self.launch(Launch(a.name))
+        self.launch(Launch(a.name, a.after))
 
     def wait(self, a: Wait) -> None:
         self.waits[a.name] = a.reason
         self.log.debug(f"{show(a.name)}: {a.reason}")
-
-    def _handed_on(self, path: Path) -> Optional[tuple[str, ...]]:
-        """For a claimed folder with an after file: the ids of the active jobs it waits for; None when it
-        must not start now (one has failed: the folder is finished as such; one has not even started)."""
-        try:
-            names = read_after(path)
-        except ValueError:
-            names = ()  # read when the folder was submitted; an edit since does not stop a started chain
-        ids = []
-        for name in names:
-            up = resolve(self.root, name, self.chains.inbox, self.chains.pending)
-            status = self._status(up.record)
-            if status is not None and status.state is State.FAILED and status.lost:
-                self.log.info(f"{show(path.name)}: waits for {show(name)}, which the infrastructure ended")
-                return None  # it may be retried (--retries); if not, it is finished as failed and so is this
-            if (up.where == "complete" and up.failed) or (status is not None and status.state is State.FAILED):
-                why = up.failed if up.where == "complete" else status.reason.split("\n", 1)[0] if status else ""
-                self.finish(Finish(path.name, f"{NOT_RUN} it runs after {show(name)}, which failed: {why}"))
-                return None
-            if up.where == "complete" or (status is not None and status.state is State.DONE):
-                continue
-            if self.engine.chains and up.record is not None and status is not None and status.state is State.ACTIVE:
-                ids.append(up.record.job_id)
-                continue
-            self.log.info(f"{show(path.name)}: waits for {show(name)} before it is started")
-            return None
-        return tuple(ids)
-
-    def _upstream_failure(self, path: Path) -> str:
-        """For a failed job with an after file: the line naming a job it waited for that failed (the batch
-        system then ended it unstarted), to go first in its job_error.txt; "" when there is none."""
-        try:
-            names = read_after(path)
-        except ValueError:
-            return ""
-        for name in names:
-            up = resolve(self.root, name, self.chains.inbox, self.chains.pending)
-            status = self._status(up.record)
-            why = up.failed if up.where == "complete" else status.reason.split("\n", 1)[0] if status else ""
-            if why and (up.where == "complete" or (status is not None and status.state is State.FAILED)):
-                return f"{NOT_RUN} it runs after {show(name)}, which failed: {why}\n"
-        return ""
-
-    def _status(self, record: Optional[Submitted]) -> Optional[Status]:
-        return self.obs.statuses.get(record.job_id) if record is not None and record.engine == self.engine.name else None
 
     def _start(self, path: Path, after: tuple[str, ...] = ()) -> Optional[str]:
         """Start the job in path (after: ids of jobs the batch system is to wait for); its id, or None."""
@@ -263,8 +222,6 @@ class Sweep:
         if a.end is not None:  # the batch system holds it, never to start it: end it, its verdict kept with it
             fs.crash_point("engine-call")
             self.engine.cancel([a.end], a.reason)
-        if self.engine.chains and "CANCELLED" in a.reason.split("\n", 1)[0] and not a.reason.startswith(NOT_RUN):
-            a = a._replace(reason=self._upstream_failure(path) + a.reason)  # ended unstarted by the batch system
         if a.reason:
             fs.write_atomic(path / fs.ERROR, a.reason.rstrip("\n") + "\n")
         fs.remove_temp_files(path)
@@ -278,7 +235,8 @@ class Sweep:
         except ValueError:
             record = None
         job_id = record.job_id if record else ""
-        self.ended.append(st.Entry(dest.name, Phase.FAILED if a.reason else Phase.DONE, job_id, time.time(), first))
+        ended = (Phase.FAILED, a.cause.value) if a.reason else (Phase.DONE, "")
+        self.ended.append(Entry(dest.name, ended[0], job_id, time.time(), first, ended[1]))
         outcome = "failed: " + first if a.reason else "done"
         self.log.info(f"{show(a.name)}: {outcome} -> complete/{show(dest.name)}")
 
@@ -291,7 +249,7 @@ class Sweep:
         fs.crash_point("rejection-written")
         dest = fs.move(path, self.root / fs.COMPLETE, a.name)
         self.left_inbox.add(a.name)
-        self.ended.append(st.Entry(dest.name, Phase.FAILED, "", time.time(), reason))
+        self.ended.append(Entry(dest.name, Phase.FAILED, "", time.time(), reason, Cause.REJECTED.value))
         self.log.info(f"{show(a.name)}: not submitted: {a.reason} -> complete/{show(dest.name)}")
 
     def cancel(self, a: Cancel) -> None:
@@ -337,12 +295,16 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
         log.info("circuit breaker closed: submitting again")
 
 
-def _with_attempts(root: Path, p: PendingFolder, obs: Observation) -> PendingFolder:
-    """A pending folder whose job failed, with its earlier attempts (read only then)."""
+def _with_facts(root: Path, p: PendingFolder, obs: Observation, chains: Chains) -> PendingFolder:
+    """A pending folder with what the plan needs only for a few: for a claimed one, where its chain stands;
+    for one whose job failed, its earlier attempts and its chain too (was it ended for an upstream's failure?)."""
+    path = root / fs.PENDING / p.name
+    if p.record is None and not p.problem:
+        return p._replace(after=chains.upstreams(path))
     status = obs.statuses.get(p.record.job_id) if p.record else None
     if status is None or status.state is not State.FAILED:
         return p
-    return p._replace(attempts=fs.read_attempts(root / fs.PENDING / p.name))
+    return p._replace(attempts=fs.read_attempts(path), after=chains.upstreams(path))
 
 
 def _job_id(record: Optional[Submitted]) -> str:
@@ -361,7 +323,7 @@ def write_status(
     waiting: list[str],
     obs: Observation,
     work: Sweep,
-    recent: list[st.Entry],
+    recent: list[Entry],
     looked: Mapping[str, InboxFolder],
 ) -> None:
     """status.txt/.json after a sweep, from what it already knows: no listing, no query, complete/ never read."""
@@ -369,9 +331,9 @@ def write_status(
     records.update(work.started)
     still = [name for name in waiting if name not in work.left_inbox]
     inbox = [  # the next in line, with why they wait where this run looked
-        (st.inbox_entries([looked[name]]) or [st.Entry(name, Phase.WAITING, "", None)])[0]
+        (st.inbox_entries([looked[name]]) or [Entry(name, Phase.WAITING, "", None)])[0]
         if name in looked
-        else st.Entry(name, Phase.WAITING, "", None)
+        else Entry(name, Phase.WAITING, "", None)
         for name in still[: st.LISTED_WAITING]
     ]
     inbox = [e._replace(reason=work.waits[e.name]) if e.name in work.waits else e for e in inbox]

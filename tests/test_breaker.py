@@ -10,14 +10,15 @@ import pytest
 from conftest import drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import folders as fs
-from jobroot.plan import CANCELLED, breaker
-from jobroot.status import Entry
+from jobroot.model import Cause, Entry, Phase
+from jobroot.plan import breaker
 
 pytestmark = pytest.mark.local
 
 
-def ended(state: str, at: float, reason: str = "The job exited with code 1, according to the local engine.") -> Entry:
-    return Entry("x", state, "", at, reason if state == "failed" else "")
+def ended(state: str, at: float, cause: Cause = Cause.OWN) -> Entry:
+    failed = state == "failed"
+    return Entry("x", Phase(state), "", at, "The job exited with code 1." if failed else "", cause.value if failed else "")
 
 
 def test_breaker_opens_only_when_the_last_n_all_failed_recently() -> None:
@@ -35,10 +36,10 @@ def test_breaker_opens_only_when_the_last_n_all_failed_recently() -> None:
 
 def test_rejections_and_cancels_are_not_job_failures() -> None:
     now = 10_000.0
-    rejected = [ended("failed", now - i, "Not submitted: job.sh is empty.") for i in range(5)]
-    cancelled = [ended("failed", now - i, CANCELLED) for i in range(5)]
-    assert breaker(rejected, now, 5, 900) == ""
-    assert breaker(cancelled, now, 5, 900) == ""
+    for cause in (Cause.REJECTED, Cause.UPSTREAM, Cause.CANCELLED):
+        assert breaker([ended("failed", now - i, cause) for i in range(5)], now, 5, 900) == "", cause
+    unknown = [Entry("x", Phase.FAILED, "", now - i, "recorded before causes were") for i in range(5)]
+    assert breaker(unknown, now, 5, 900) == ""  # never paused on a guess
 
 
 def test_a_burst_of_failures_pauses_submissions_and_says_so_once(root: Path, ledger: Path) -> None:

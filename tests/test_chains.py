@@ -12,8 +12,9 @@ from conftest import drain, make_job, read_ledger, run
 
 from jobroot import folders as fs
 from jobroot.chains import Upstream
-from jobroot.engine import Observation, State, Status
-from jobroot.plan import InboxFolder, Reject, Submit, Verdict, Wait, plan
+from jobroot.engine import Ending, Observation, State, Status
+from jobroot.model import Cause
+from jobroot.plan import NOT_RUN, Finish, InboxFolder, Launch, Note, PendingFolder, Reject, Submit, Verdict, Wait, plan
 
 pytestmark = pytest.mark.local
 
@@ -139,6 +140,37 @@ def test_the_plan_hands_a_chain_to_an_engine_that_takes_it_and_waits_otherwise()
         assert isinstance(action, Wait)
 
 
+def test_a_claimed_link_is_started_handed_on_failed_or_left_waiting_by_the_same_rule() -> None:
+    # A run killed between the claim and sbatch: the next one starts the folder only as its chain allows.
+    claimed = PendingFolder("down", None, after=(Upstream("up", "pending", "up", rec("7")),))
+    active = Observation({"7": Status(State.ACTIVE, phase="running")})
+    assert plan([claimed], active, [], "slurm", 10, chains_in_engine=True) == [Launch("down", ("up",))]
+    (waits,) = plan([claimed], active, [], "slurm", 10, chains_in_engine=False)
+    assert waits == Note("down", "waits for up (running) before it is started")
+    failed = Observation({"7": Status(State.FAILED, "Slurm reports job 7 FAILED with exit code 3.")})
+    reason = f"{NOT_RUN} it runs after up, which failed: Slurm reports job 7 FAILED with exit code 3."
+    assert plan([claimed], failed, [], "slurm", 10, chains_in_engine=True) == [Finish("down", reason, cause=Cause.UPSTREAM)]
+
+
+def test_a_link_the_batch_system_ended_unstarted_names_the_upstream_that_failed_first() -> None:
+    down = PendingFolder(
+        "down", fs.Submitted("slurm", "8", 1.0, "/r/pending/down"), after=(Upstream("up", "pending", "up", rec("7")),)
+    )
+    obs = Observation(
+        {
+            "7": Status(State.FAILED, "Slurm reports job 7 FAILED with exit code 3."),
+            "8": Status(State.FAILED, "Slurm reports job 8 CANCELLED by uid 0.", ending=Ending.CANCELLED),
+        }
+    )
+    (finish,) = plan([down], obs, [], "slurm", 10, chains_in_engine=True)
+    first = f"{NOT_RUN} it runs after up, which failed: Slurm reports job 7 FAILED with exit code 3."
+    assert finish == Finish("down", f"{first}\nSlurm reports job 8 CANCELLED by uid 0.", cause=Cause.UPSTREAM)
+    (own,) = plan(
+        [down], obs._replace(statuses={**obs.statuses, "8": Status(State.FAILED, "exit code 1")}), [], "slurm", 10, True
+    )
+    assert own == Finish("down", "exit code 1")  # it ran and failed by itself: its own words, its own failure
+
+
 def test_a_link_moved_back_by_retry_failed_is_waited_for_again(root: Path, ledger: Path) -> None:
     chain_job(root, "fit", ledger)
     drain(root)  # complete/fit ended well
@@ -167,7 +199,7 @@ def test_later_edits_and_gaps_in_complete_do_not_change_which_folder_a_name_mean
 
 
 def test_a_link_waits_while_the_job_before_it_may_be_run_again() -> None:
-    lost = Observation({"7": Status(State.FAILED, "Slurm reports job 7 NODE_FAIL: its node failed.", lost=True)})
+    lost = Observation({"7": Status(State.FAILED, "Slurm reports job 7 NODE_FAIL: its node failed.", ending=Ending.LOST)})
     pending = Upstream("up", "pending", "up", rec("7"))
     (action,) = plan([], lost, [folder(pending)], "slurm", 10, chains_in_engine=True)
     assert action == Wait("down", "waiting for up (ended by the infrastructure; it may run again)")

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence, Union
 import pytest
 
 from jobroot import folders as fs
-from jobroot.engine import EngineError, Observation, State, SubmitRefused
+from jobroot.engine import Ending, EngineError, Observation, State, SubmitRefused
 from jobroot.engines._process import Result
 from jobroot.engines.gridengine import DELETE_GRACE, GridEngine
 from jobroot.folders import Submitted
@@ -152,7 +152,7 @@ def test_a_job_in_an_error_state_is_failed_in_grid_engines_words_and_deleted_wit
     GridEngine(runner=FakeRunner(qstat_j=details(("12", "jobroot-t", reason)), qdel=qdel), user="u").cancel([job], status.reason)
     # Killed right after qdel: the next run finds the job nowhere, and the note says why.
     runner = FakeRunner(qstat=qstat(), qacct=ok(""))
-    assert GridEngine(runner=runner, user="u").observe([job], []).statuses["12"] == status._replace(stuck=False)
+    assert GridEngine(runner=runner, user="u").observe([job], []).statuses["12"] == status._replace(ending=Ending.FAILED)
 
 
 def test_a_garbled_id_never_deletes_another_job_nor_takes_its_verdict(tmp_path: Path) -> None:

@@ -114,3 +114,21 @@ def test_every_row_of_the_mutation_catalogue_applies_to_the_tree_as_it_is() -> N
         assert (REPO / m.path).read_text().count(m.old) == 1, f"{m.name!r}: its text is not in {m.path} exactly once"
         file, _, name = m.test.partition("::")
         assert f"def {name.split('[')[0]}(" in (REPO / file).read_text(), f"{m.name!r}: no test {m.test}"
+
+
+def test_no_import_cycle_anywhere_in_the_core_and_the_engines() -> None:
+    """Imports inside functions count too: a cycle there is a cycle a reader has to untangle."""
+    modules = {f"jobroot.{p.stem}": p for p in CORE} | {f"jobroot.engines.{p.stem}": p for p in ENGINES}
+    graph = {name: {n for n in imported(path) if n in modules and n != name} for name, path in modules.items()}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            raise AssertionError("import cycle: " + " -> ".join([*trail[trail.index(name) :], name]))
+        if name not in done:
+            for onward in sorted(graph[name]):
+                visit(onward, [*trail, name])
+            done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from jobroot.engine import Observation, State, Status, Submitted
+from jobroot.model import Cause
 from jobroot.plan import Adopt, Finish, InboxFolder, Launch, Note, PendingFolder, Reject, Submit, plan
 
 pytestmark = pytest.mark.unit
@@ -88,8 +89,8 @@ def test_cancel_asks_the_engine_while_active_and_finishes_with_the_reason_once_e
     assert typed(actions) == typed(
         [
             Cancel("a", rec("1")),
-            Finish("b", f"{CANCELLED}\nkilled by SIGTERM"),
-            Finish("c", "The job was cancelled at the user's request before it was submitted."),
+            Finish("b", f"{CANCELLED}\nkilled by SIGTERM", cause=Cause.CANCELLED),
+            Finish("c", "The job was cancelled at the user's request before it was submitted.", cause=Cause.CANCELLED),
             Submit("x"),
         ]
     )

@@ -10,7 +10,7 @@ import pytest
 from conftest import drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import folders as fs
-from jobroot.engine import Observation, State, Status
+from jobroot.engine import Ending, Observation, State, Status
 from jobroot.plan import Finish, PendingFolder, Retry, plan
 
 pytestmark = pytest.mark.local
@@ -65,7 +65,9 @@ def test_the_setting_is_recorded_by_setup(tmp_path: Path) -> None:
 
 def test_the_plan_retries_only_what_the_infrastructure_ended_and_only_as_often_as_asked() -> None:
     record = fs.Submitted("slurm", "9", 1.0, "/r/pending/j")
-    lost = Observation({"9": Status(State.FAILED, "Slurm reports job 9 NODE_FAIL: its node failed.\nsacct: ...", lost=True)})
+    lost = Observation(
+        {"9": Status(State.FAILED, "Slurm reports job 9 NODE_FAIL: its node failed.\nsacct: ...", ending=Ending.LOST)}
+    )
     own = Observation({"9": Status(State.FAILED, "Slurm reports job 9 FAILED with exit code 3.")})
     assert plan([PendingFolder("j", record)], lost, [], "slurm", 5, retries=1) == [
         Retry("j", record, "Slurm reports job 9 NODE_FAIL: its node failed.")
@@ -102,7 +104,7 @@ def test_an_attempt_noted_again_is_the_same_attempt(tmp_path: Path) -> None:
 
 def test_a_retry_is_a_start_within_the_runs_limits() -> None:
     record = fs.Submitted("slurm", "9", 1.0, "/r/pending/j")
-    lost = Observation({"9": Status(State.FAILED, "Slurm reports job 9 NODE_FAIL: its node failed.", lost=True)})
+    lost = Observation({"9": Status(State.FAILED, "Slurm reports job 9 NODE_FAIL: its node failed.", ending=Ending.LOST)})
     assert plan([PendingFolder("j", record)], lost, [], "slurm", 0, retries=1) == []  # batch limit 0, or a pause
     full = lost._replace(room=0)  # --max-queued reached
     assert plan([PendingFolder("j", record)], full, [], "slurm", 5, retries=1) == []

@@ -84,6 +84,7 @@ def test_modification_times_in_the_future_never_hold_a_folder_back(root: Path, l
 @pytest.mark.fsclock  # file change times against this machine's clock
 def test_a_change_time_in_the_future_is_reported_with_its_skew_never_a_silent_wait(tmp_path: Path) -> None:
     from jobroot import status
+    from jobroot.model import Phase
     from jobroot.observe import inspect
     from jobroot.plan import Note, Observation, Verdict, plan
 
@@ -96,5 +97,5 @@ def test_a_change_time_in_the_future_is_reported_with_its_skew_never_a_silent_wa
     (action,) = plan([], Observation(), [folder], "local", 10)
     assert action == Note("job", folder.reason)  # in the log on every run
     (entry,) = status.inbox_entries([folder])
-    assert entry.state is status.Phase.WAITING and entry.reason == folder.reason  # and in --status
+    assert entry.state is Phase.WAITING and entry.reason == folder.reason  # and in --status
     assert inspect(job, 5.0, time.time() + 10).verdict is Verdict.READY  # settled by its own clock
