@@ -17,7 +17,7 @@ import os
 import shlex
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 from jobroot import folders as fs
 from jobroot.engine import CommandFailed, CommandTimeout, SubmitRefused, SubmitUnknown
@@ -99,7 +99,35 @@ def refused(
     return SubmitRefused(message, permanent=kind is Refusal.FINAL)
 
 
-# ---------------------------------------------------------------- the claim file
+# ---------------------------------------------------------------- the claim file and the job it made
+
+
+class Candidate(NamedTuple):
+    """A job of this user that no folder has recorded: what can tie it to a claim."""
+
+    job_id: str  # as the submit command would have printed it
+    token: str  # what it carries where the claim's token goes ("" when the batch system does not show it)
+    workdir: str  # "" when unknown (Grid Engine's qacct keeps none)
+    submitted: Optional[float]  # by the batch system's clock
+    ended: Optional[float] = None
+
+
+def match_claim(path: Path, claim: tuple[str, float], candidates: Sequence[Candidate], tokens_shown: bool) -> Optional[Candidate]:
+    """The job submitted for this claim: by the token it carries; else (for a claim without a token, or where
+    the batch system may not show tokens: tokens_shown False) by its work directory and a submission no
+    earlier than the claim, allowing CLAIM_SLACK of clock difference."""
+    token, claimed = claim
+    for c in candidates:
+        if token and c.token == token:
+            return c
+    if token and tokens_shown:
+        return None
+    dirs = {str(path), os.path.realpath(path)}
+    since = claimed - CLAIM_SLACK
+    for c in candidates:
+        if c.workdir in dirs and (c.submitted or 0) >= since and (c.ended is None or c.ended >= since):
+            return c
+    return None
 
 
 def _load(job_dir: Path) -> dict[str, Any]:

@@ -22,7 +22,16 @@ from typing import Mapping, NamedTuple, Optional, Sequence
 from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
 from jobroot.engine import CommandFailed, Ending, EngineError, Observation, State, Status
 from jobroot.engines import _batch
-from jobroot.engines._batch import CLAIM_SLACK, REUSED_ID, deleted, directive_words, note_deleted, read_claim
+from jobroot.engines._batch import (
+    CLAIM_SLACK,
+    REUSED_ID,
+    Candidate,
+    deleted,
+    directive_words,
+    match_claim,
+    note_deleted,
+    read_claim,
+)
 from jobroot.engines._gridparse import (
     Detail,
     Queued,
@@ -43,15 +52,6 @@ from jobroot.engines._process import Runner, run
 from jobroot.folders import Submitted
 
 DELETE_GRACE = 120.0  # a job deleted this long ago with no qacct record never started (the flush is 15 s by default)
-
-
-class Candidate(NamedTuple):
-    """A job of this user that no folder has recorded: what can tie it to a claim."""
-
-    job_id: str  # as qsub -terse would have printed it
-    account: str
-    cwd: str  # "" when only qacct knows the job (it keeps no working directory)
-    submitted: Optional[float]
 
 
 class GridEngine:
@@ -88,29 +88,54 @@ class GridEngine:
         return _batch.submit(job_dir, argv, self.run, self.timeout, self.env, parse_qsub_id, classify_refusal, token)
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
+        """Ask the queue, ask accounting for what left it, ask qstat -j about the few that need more, judge
+        each job, adopt claims, count the room."""
         if not jobs and not claimed and self.max_queued is None:
             return Observation()
         now = time.time()
+        answer = _Answer()
         queued = parse_qstat(self._query(["qstat", "-xml", "-u", self.user], "qstat"))
         by_job: dict[str, list[Queued]] = {}
         for q in queued:
             by_job.setdefault(q.job, []).append(q)
-        recorded = {base_id(j.job_id) for j in jobs}
-        claims: dict[Path, tuple[str, float]] = {}
-        for path in claimed:
-            claim = read_claim(path)
-            if claim is not None:  # None: killed before qsub: submit it
-                claims[path] = claim
-        in_error = [j for j in jobs if any("E" in q.state for q in by_job.get(base_id(j.job_id), []))]
+        claims = {path: claim for path in claimed if (claim := read_claim(path)) is not None}  # None: killed before qsub
         gone = [j for j in jobs if base_id(j.job_id) not in by_job]
-        records: Optional[list[Record]] = None  # None: qacct not asked, or it failed
-        problems: list[str] = []
-        if (gone or claims) and not quick:
-            since = [j.submitted for j in gone] + [c[1] for c in claims.values()]
-            try:
-                records = parse_qacct(self._query(self._qacct_argv(min(since), now), "qacct", empty_ok=True))
-            except EngineError as e:
-                problems.append(f"qacct failed; jobs that left qstat wait for it: {e}")
+        records = None if quick else self._ask_accounting(gone, claims, now, answer)
+        seen = self._ask_details(jobs, gone, claims, by_job, records, quick, answer)
+        for job in jobs:
+            self._judge(job, seen, now, quick, answer)
+        for path, claim in claims.items():
+            self._adopt(path, claim, seen, now, answer)
+        room = None
+        if self.max_queued is not None:
+            room = self.max_queued - sum(task_count(q.tasks) for q in queued)
+        return answer.observation(room)
+
+    def _ask_accounting(
+        self, gone: list[Submitted], claims: dict[Path, tuple[str, float]], now: float, answer: "_Answer"
+    ) -> Optional[list[Record]]:
+        """At most one qacct, back to the oldest job that left qstat or claim; None: not asked, or no answer."""
+        if not gone and not claims:
+            return None
+        since = [j.submitted for j in gone] + [c[1] for c in claims.values()]
+        try:
+            return parse_qacct(self._query(self._qacct_argv(min(since), now), "qacct", empty_ok=True))
+        except EngineError as e:
+            answer.problems.append(f"qacct failed; jobs that left qstat wait for it: {e}")
+            return None
+
+    def _ask_details(
+        self,
+        jobs: Sequence[Submitted],
+        gone: list[Submitted],
+        claims: dict[Path, tuple[str, float]],
+        by_job: dict[str, list[Queued]],
+        records: Optional[list[Record]],
+        quick: bool,
+        answer: "_Answer",
+    ) -> "_Seen":
+        """Which recorded ids may be another job's, and at most one `qstat -j` for those, the jobs in an error
+        state (for Grid Engine's reason) and, while a claim is unresolved, the user's unrecorded jobs."""
         accounted: dict[str, list[Record]] = {}
         for r in records or []:
             accounted.setdefault(r.job, []).append(r)
@@ -123,65 +148,59 @@ class GridEngine:
         for j in jobs:
             counts[base_id(j.job_id)] = counts.get(base_id(j.job_id), 0) + 1
         shared = [j for j in jobs if j.token and counts[base_id(j.job_id)] > 1 and base_id(j.job_id) in by_job]
-        strangers = sorted({q.job for q in queued} - recorded, key=int) if claims or foreign or nowhere or shared else []
-        notes: list[str] = []
-        details: dict[str, Detail] = {}
-        problems_from_details = False
+        in_error = [j for j in jobs if any("E" in q.state for q in by_job.get(base_id(j.job_id), []))]
+        recorded = {base_id(j.job_id) for j in jobs}
+        strangers = sorted(set(by_job) - recorded, key=int) if claims or foreign or nowhere or shared else []
+        details: Optional[dict[str, Detail]] = {}
         asked = sorted({base_id(j.job_id) for j in in_error + shared}, key=int) + strangers
         if asked and not quick:
             try:
                 details = {d.job: d for d in parse_details(self._query(["qstat", "-xml", "-j", ",".join(asked)], "qstat -j"))}
             except EngineError as e:
-                problems.append(f"qstat -j failed; jobs in an error state and unrecorded jobs wait for it: {e}")
-                problems_from_details = True
-        checked = [j for j in shared + in_error if j.token and base_id(j.job_id) in details]  # never another job's verdict
-        foreign += [j for j in checked if details[base_id(j.job_id)].account != j.token and j not in foreign]
-        statuses: dict[str, Status] = {}
-        found: dict[str, str] = {}
-        since_of: dict[str, float] = {}
-        candidates = _candidates(details, strangers, records or [], recorded)
-        for job in jobs:
-            base, path = base_id(job.job_id), Path(job.path)
-            mine = [r for r in accounted.get(base, []) if _own(job, r)]
-            if job in foreign:
-                statuses[job.job_id] = Status(State.UNKNOWN)  # never judged by another job's id
-                match = _match(path, (job.token, job.submitted), candidates)
-                if match:
-                    found[path.name], since_of[path.name] = _whole(path, match), match.submitted or job.submitted
-                else:
-                    problems.append(f"{path.name}: recorded job {job.job_id} is not this folder's job; looking for it")
-                continue
-            if job in in_error and not quick:
-                if base in details or not problems_from_details:
-                    statuses[job.job_id] = _in_error(job, details.get(base))
-                else:  # qstat -j did not answer: ended once its reason can be given
-                    statuses[job.job_id] = Status(State.ACTIVE, phase="queued")
-                continue
-            status = decide(job.job_id, by_job.get(base, []), mine if records is not None else None)
-            if status.state is State.UNKNOWN and records is not None:
-                status = _after_deletion(job, now) or status
-            statuses[job.job_id] = status
-            if job in nowhere:  # the job with the folder's token under another id: that id was the right one
-                match = _match(path, (job.token, job.submitted), candidates)
-                if match and match.job_id != job.job_id:
-                    found[path.name], since_of[path.name] = _whole(path, match), match.submitted or job.submitted
-        unsure: set[str] = set()
-        for path, claim in claims.items():
-            match = _match(path, claim, candidates)
-            if match:
-                found[path.name], since_of[path.name] = _whole(path, match), match.submitted or claim[1]
-            elif records is None or (strangers and not details) or now - claim[1] < self.timeout + 30:
-                unsure.add(path.name)  # cannot rule a submission out yet
-            elif not claim[0] and any(c.submitted is None or c.submitted >= claim[1] - CLAIM_SLACK for c in candidates):
-                unsure.add(path.name)  # no token, and a job that might be its own: never submit twice
-                problems.append(
-                    f"{path.name}: its job.sh sets its own #$ -A, so its job cannot be told from others once it has "
-                    "left qstat; check its output, then move it to complete/ or back to inbox/ by hand"
-                )
-        room = None
-        if self.max_queued is not None:
-            room = self.max_queued - sum(task_count(q.tasks) for q in queued)
-        return Observation(statuses, found, frozenset(unsure), room, tuple(notes), tuple(problems), since_of)
+                answer.problems.append(f"qstat -j failed; jobs in an error state and unrecorded jobs wait for it: {e}")
+                details = None
+        shown = details or {}
+        checked = [j for j in shared + in_error if j.token and base_id(j.job_id) in shown]  # never another job's verdict
+        foreign += [j for j in checked if shown[base_id(j.job_id)].account != j.token and j not in foreign]
+        candidates = _candidates(shown, strangers, records or [], recorded)
+        return _Seen(by_job, records, accounted, details, candidates, bool(strangers), foreign, nowhere, in_error)
+
+    def _judge(self, job: Submitted, seen: "_Seen", now: float, quick: bool, answer: "_Answer") -> None:
+        """One recorded job's status, or, when its id turns out to be another job's, the job it really is."""
+        base, path = base_id(job.job_id), Path(job.path)
+        if job in seen.foreign:
+            answer.statuses[job.job_id] = Status(State.UNKNOWN)  # never judged by another job's id
+            if not answer.adopt(path, _match(path, (job.token, job.submitted), seen.candidates), job.submitted):
+                answer.problems.append(f"{path.name}: recorded job {job.job_id} is not this folder's job; looking for it")
+            return
+        if job in seen.in_error and not quick:
+            if seen.details is None:  # qstat -j did not answer: ended once its reason can be given
+                answer.statuses[job.job_id] = Status(State.ACTIVE, phase="queued")
+            else:
+                answer.statuses[job.job_id] = _in_error(job, seen.details.get(base))
+            return
+        mine = [r for r in seen.accounted.get(base, []) if _own(job, r)]
+        status = decide(job.job_id, seen.queued.get(base, []), mine if seen.records is not None else None)
+        if status.state is State.UNKNOWN and seen.records is not None:
+            status = _after_deletion(job, now) or status
+        answer.statuses[job.job_id] = status
+        if job in seen.nowhere:  # the job with the folder's token under another id: that id was the right one
+            match = _match(path, (job.token, job.submitted), seen.candidates)
+            if match and match.job_id != job.job_id:
+                answer.adopt(path, match, job.submitted)
+
+    def _adopt(self, path: Path, claim: tuple[str, float], seen: "_Seen", now: float, answer: "_Answer") -> None:
+        """A claimed folder: the job Grid Engine shows for it (adopted), or unsure while a submission cannot be ruled out."""
+        if answer.adopt(path, _match(path, claim, seen.candidates), claim[1]):
+            return
+        if seen.records is None or (seen.strangers and not seen.details) or now - claim[1] < self.timeout + 30:
+            answer.unsure.add(path.name)  # cannot rule a submission out yet
+        elif not claim[0] and any(c.submitted is None or c.submitted >= claim[1] - CLAIM_SLACK for c in seen.candidates):
+            answer.unsure.add(path.name)  # no token, and a job that might be its own: never submit twice
+            answer.problems.append(
+                f"{path.name}: its job.sh sets its own #$ -A, so its job cannot be told from others once it has "
+                "left qstat; check its output, then move it to complete/ or back to inbox/ by hand"
+            )
 
     def cancel(self, jobs: Sequence[Submitted], why: str = "") -> None:
         """qdel, for the jobs qstat -j shows with this folder's token (a garbled recorded id never deletes
@@ -232,6 +251,41 @@ class GridEngine:
         return result.stdout
 
 
+class _Seen(NamedTuple):
+    """What the queries showed, as the judging phases read it."""
+
+    queued: dict[str, list[Queued]]  # qstat's lines by job number
+    records: Optional[list[Record]]  # qacct's; None: not asked, or no answer
+    accounted: dict[str, list[Record]]  # the same by job number
+    details: Optional[dict[str, Detail]]  # qstat -j's by job number; None: it did not answer
+    candidates: list[Candidate]  # the user's jobs no folder has recorded
+    strangers: bool  # qstat shows such jobs (their accounts come from qstat -j)
+    foreign: list[Submitted]  # recorded ids that are another job's
+    nowhere: list[Submitted]  # recorded ids no record or line shows yet
+    in_error: list[Submitted]  # jobs in an error state (Eqw)
+
+
+class _Answer:
+    """What the observation has found so far, phase by phase."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, Status] = {}
+        self.found: dict[str, str] = {}
+        self.since: dict[str, float] = {}
+        self.unsure: set[str] = set()
+        self.problems: list[str] = []
+
+    def adopt(self, path: Path, match: Optional[Candidate], fallback: float) -> bool:
+        """Record the job found for a folder (with its whole range and Grid Engine's submission time)."""
+        if match is None:
+            return False
+        self.found[path.name], self.since[path.name] = _whole(path, match), match.submitted or fallback
+        return True
+
+    def observation(self, room: Optional[int]) -> Observation:
+        return Observation(self.statuses, self.found, frozenset(self.unsure), room, (), tuple(self.problems), self.since)
+
+
 def _own(job: Submitted, record: Record) -> bool:
     """Is this qacct record (of the job's number) this folder's job? Its token, and not from long before
     the job's record (job numbers start again from 1 after 9,999,999, or after a new cell)."""
@@ -264,7 +318,7 @@ def _options(script: Path) -> list[str]:
 def _whole(path: Path, match: Candidate) -> str:
     """The id to record for an adopted job. One known only from qacct lists the tasks whose records have
     come so far: the array's whole range comes from job.sh's `#$ -t` instead, as qsub would print it."""
-    if match.cwd or "." not in match.job_id:
+    if match.workdir or "." not in match.job_id:
         return match.job_id  # from qstat -j: its whole range; or a plain job
     words = _options(path / "job.sh")
     spec = words[words.index("-t") + 1] if "-t" in words[:-1] else ""
@@ -292,18 +346,7 @@ def _candidates(details: dict[str, Detail], strangers: list[str], records: list[
 
 
 def _match(path: Path, claim: tuple[str, float], candidates: list[Candidate]) -> Optional[Candidate]:
-    """The job submitted for this claim: by the token in its account string, else by working directory and time."""
-    token, claimed = claim
-    for c in candidates:
-        if token and c.account == token:
-            return c
-    if token:
-        return None
-    dirs = {str(path), os.path.realpath(path)}
-    for c in candidates:
-        if c.cwd in dirs and (c.submitted or 0) >= claimed - CLAIM_SLACK:
-            return c
-    return None
+    return match_claim(path, claim, candidates, tokens_shown=True)  # qstat -j and qacct always show the account
 
 
 def _after_deletion(job: Submitted, now: float) -> Optional[Status]:

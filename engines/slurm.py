@@ -13,12 +13,12 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 
 from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
 from jobroot.engine import CommandFailed, EngineError, Observation, Setting, State, Status, SubmitRefused
 from jobroot.engines import _batch
-from jobroot.engines._batch import CLAIM_SLACK, REUSED_ID, claim_where, read_claim
+from jobroot.engines._batch import REUSED_ID, Candidate, claim_where, match_claim, read_claim
 from jobroot.engines._process import Runner, run
 from jobroot.engines._slurmenv import command_env, full_name, option_value, sbatch_words, user_sets
 from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
@@ -39,6 +39,7 @@ from jobroot.engines._slurmparse import (
 )
 from jobroot.folders import Submitted
 
+Claims = dict[Path, Optional[tuple[str, float]]]  # a claimed folder -> (token, when); None: unreadable, never sent
 MAX_ID_LIST = 100_000  # characters of --jobs=: one argument may not pass 128 KiB (Linux); beyond, a window search
 
 # ---------------------------------------------------------------- the engine
@@ -119,7 +120,7 @@ class SlurmEngine:
         a --max-queued to keep), and each one jobs were sent to with --clusters (their ids read `42;second`)."""
         if not jobs and not claimed and self.max_queued is None:
             return Observation()
-        groups: dict[str, tuple[list[Submitted], dict[Path, Optional[tuple[str, float]]]]] = {}
+        groups: dict[str, tuple[list[Submitted], Claims]] = {}
         if self.max_queued is not None:
             for cluster in self.default_where.split(","):  # where new jobs go: their room is counted there
                 groups[cluster] = ([], {})
@@ -141,91 +142,98 @@ class SlurmEngine:
             parts.append((cluster, part))
         return _merge(parts, self.max_queued)
 
-    def _observe(
-        self, cluster: str, jobs: Sequence[Submitted], claims: dict[Path, Optional[tuple[str, float]]], quick: bool
-    ) -> Observation:
-        """The jobs and claims of one cluster, by their ids there."""
+    def _observe(self, cluster: str, jobs: Sequence[Submitted], claims: Claims, quick: bool) -> Observation:
+        """The jobs and claims of one cluster, by their ids there: ask the queue, ask accounting for what left
+        it, judge each job, adopt claims, count the room."""
         now = time.time()
+        answer = _Answer()
         queued = self._query(
             ["squeue", "--noheader", "--array", "--states=all", f"--user={self.user}", f"--format={SQUEUE_FORMAT}"], True, cluster
         )
+        accounted = None if quick else self._ask_accounting(cluster, jobs, claims, queued, now, answer)
+        strange = sorted({r.word for r in queued + (accounted or []) if r.word not in KNOWN})
+        if strange:
+            answer.notes.append(f"Slurm states not known to this version, taken as still active: {', '.join(strange)}")
+        recorded = {j.job_id for j in jobs}
+        unrecorded = _candidates([r for r in queued + (accounted or []) if r.base not in recorded])
+        seen = _Seen(_group(queued), None if accounted is None else _group(accounted), unrecorded)
+        who = f"Slurm cluster {cluster}" if cluster else "Slurm"
+        for job in jobs:
+            self._judge(job, seen, who, answer)
+        for path, claim in claims.items():
+            if claim is not None:  # None: killed before anything was sent to Slurm: submit it
+                self._adopt(path, claim, seen, now, answer)
+        room = None
+        if self.max_queued is not None:
+            room = self.max_queued - sum(task_count(r.job_id) for r in queued if is_active(r.word))
+        return answer.observation(room)
+
+    def _ask_accounting(
+        self, cluster: str, jobs: Sequence[Submitted], claims: Claims, queued: list[Row], now: float, answer: "_Answer"
+    ) -> Optional[list[Row]]:
+        """At most one sacct, for the recorded jobs that left the queue and the claims it does not show; None
+        when it was not asked or could not answer (nothing absent from squeue is then ruled out)."""
         by_base = _group(queued)
         # A recorded id that squeue shows with another job's token: the job with the token is searched for.
         mismatched = {j.job_id for j in jobs if _foreign(j, by_base.get(j.job_id, []), None)}
         need_sacct = [j for j in jobs if j.job_id in mismatched or not any(is_active(r.word) for r in by_base.get(j.job_id, []))]
-        searching = [p for p, c in claims.items() if c and _match(p, c, queued) is None]
-        accounted: Optional[list[Row]] = None  # None: sacct not asked, or it failed
-        accounting = True
-        notes: list[str] = []
-        problems: list[str] = []
+        shown = _candidates(queued)
+        searching = [p for p, c in claims.items() if c and _match(p, c, shown) is None]
         window = bool(searching or mismatched)
         argv = self._sacct_argv(need_sacct, jobs, claims, window, now)
-        if argv and (need_sacct or searching) and not quick:
-            try:
-                accounted = self._query(argv, False, cluster)
-                if not window and _named_no_job(need_sacct, by_base, accounted):
-                    # Rare: a recorded id that names no job at all (a garbled answer). Only a window search
-                    # can find the job that carries the folder's token: the one run with a second sacct.
-                    accounted += self._query(self._sacct_argv(need_sacct, jobs, claims, True, now) or [], False, cluster)
-            except EngineError as e:
-                if accounting_disabled(str(e)):
-                    accounting = False  # accounted stays None: nothing absent from squeue is ruled out
-                    notes.append("Slurm accounting is disabled: outcomes come from squeue alone (see README)")
-                else:
-                    problems.append(f"sacct failed; jobs that left the queue wait for it: {e}")
-        account_by_base = _group(accounted or [])
-        for job in jobs:  # an id Slurm reused long after this job: its rows are another job's
+        if not argv or not (need_sacct or searching):
+            return None
+        try:
+            accounted = self._query(argv, False, cluster)
+            if not window and _named_no_job(need_sacct, by_base, accounted):
+                # Rare: a recorded id that names no job at all (a garbled answer). Only a window search
+                # can find the job that carries the folder's token: the one run with a second sacct.
+                accounted += self._query(self._sacct_argv(need_sacct, jobs, claims, True, now) or [], False, cluster)
+        except EngineError as e:
+            if accounting_disabled(str(e)):
+                answer.accounting = False
+                answer.notes.append("Slurm accounting is disabled: outcomes come from squeue alone (see README)")
+            else:
+                answer.problems.append(f"sacct failed; jobs that left the queue wait for it: {e}")
+            return None
+        return accounted
+
+    def _judge(self, job: Submitted, seen: "_Seen", who: str, answer: "_Answer") -> None:
+        """One recorded job's status, or, when its id turns out to be another job's, the job it really is."""
+        queue_rows = seen.queued.get(job.job_id, [])
+        acct_rows = None
+        if seen.accounted is not None:  # an id Slurm reused long after this job: its rows are another job's
             old = job.submitted - REUSED_ID
-            account_by_base[job.job_id] = [r for r in account_by_base.get(job.job_id, []) if r.submit is None or r.submit >= old]
-        strange = sorted({r.word for r in queued + (accounted or []) if r.word not in KNOWN})
-        if strange:
-            notes.append(f"Slurm states not known to this version, taken as still active: {', '.join(strange)}")
-        statuses = {}
-        found: dict[str, str] = {}
-        since: dict[str, float] = {}  # folder name -> Slurm's own submit time of the job found for it
-        unsure: set[str] = set()
-        recorded = {j.job_id for j in jobs}
-        for job in jobs:
-            queue_rows = by_base.get(job.job_id, [])
-            acct_rows = account_by_base.get(job.job_id, []) if accounted is not None else None
-            foreign = _foreign(job, queue_rows, acct_rows)
-            nowhere = bool(job.token) and not queue_rows and accounted is not None and not acct_rows
-            if foreign or nowhere:
-                # The recorded id is another job's, or no job's (a garbled sbatch answer): never judge
-                # this folder by it; look for the job that carries the folder's token.
-                statuses[job.job_id] = Status(State.UNKNOWN)
-                others = [r for r in queued + (accounted or []) if r.base not in recorded]
-                right = _match(Path(job.path), (job.token, job.submitted), others)
-                if right:
-                    found[os.path.basename(job.path)] = right.base
-                    since[os.path.basename(job.path)] = right.submit or job.submitted
-                elif foreign:
-                    problems.append(
-                        f"{os.path.basename(job.path)}: recorded job {job.job_id} is not this folder's job; looking for it"
-                    )
-                continue
-            status = decide(job.job_id, queue_rows, acct_rows, accounting, f"Slurm cluster {cluster}" if cluster else "Slurm")
-            if not accounting and not queue_rows:
-                status = _without_accounting(job)
-            statuses[job.job_id] = status
-        for path, claim in claims.items():
-            if claim is None:
-                continue  # killed before anything was sent to Slurm: submit it
-            match = _match(path, claim, [r for r in queued + (accounted or []) if r.base not in recorded])
-            if match:
-                found[path.name] = match.base
-                since[path.name] = match.submit or claim[1]  # not now: the sacct window starts from it
-            elif accounted is None or now - claim[1] < self.timeout + 30:
-                unsure.add(path.name)  # cannot rule a submission out yet
-                if not accounting and now - claim[1] >= self.timeout + 30:
-                    problems.append(
-                        f"{path.name}: cannot tell whether it was submitted (accounting is off and Slurm no longer lists it); "
-                        "check its output, then move it to complete/ or back to inbox/ by hand"
-                    )
-        room = None
-        if self.max_queued is not None:
-            room = self.max_queued - sum(task_count(r.job_id) for r in queued if is_active(r.word))
-        return Observation(statuses, found, frozenset(unsure), room, tuple(notes), tuple(problems), since)
+            acct_rows = [r for r in seen.accounted.get(job.job_id, []) if r.submit is None or r.submit >= old]
+        foreign = _foreign(job, queue_rows, acct_rows)
+        nowhere = bool(job.token) and not queue_rows and acct_rows is not None and not acct_rows
+        if not foreign and not nowhere:
+            status = decide(job.job_id, queue_rows, acct_rows, answer.accounting, who)
+            answer.statuses[job.job_id] = _without_accounting(job) if not answer.accounting and not queue_rows else status
+            return
+        # The recorded id is another job's, or no job's (a garbled sbatch answer): never judge this folder by
+        # it; look for the job that carries the folder's token.
+        answer.statuses[job.job_id] = Status(State.UNKNOWN)
+        right = _match(Path(job.path), (job.token, job.submitted), seen.unrecorded)
+        name = os.path.basename(job.path)
+        if right:
+            answer.found[name], answer.since[name] = right.job_id, right.submitted or job.submitted
+        elif foreign:
+            answer.problems.append(f"{name}: recorded job {job.job_id} is not this folder's job; looking for it")
+
+    def _adopt(self, path: Path, claim: tuple[str, float], seen: "_Seen", now: float, answer: "_Answer") -> None:
+        """A claimed folder: the job Slurm shows for it (adopted), or unsure while a submission cannot be ruled out."""
+        match = _match(path, claim, seen.unrecorded)
+        if match:
+            answer.found[path.name] = match.job_id
+            answer.since[path.name] = match.submitted or claim[1]  # not now: the sacct window starts from it
+        elif seen.accounted is None or now - claim[1] < self.timeout + 30:
+            answer.unsure.add(path.name)  # cannot rule a submission out yet
+            if not answer.accounting and now - claim[1] >= self.timeout + 30:
+                answer.problems.append(
+                    f"{path.name}: cannot tell whether it was submitted (accounting is off and Slurm no longer lists it); "
+                    "check its output, then move it to complete/ or back to inbox/ by hand"
+                )
 
     def cancel(self, jobs: Sequence[Submitted], why: str = "") -> None:
         by_cluster: dict[str, list[str]] = {}
@@ -244,7 +252,7 @@ class SlurmEngine:
         self,
         ended: Sequence[Submitted],
         jobs: Sequence[Submitted],
-        claims: dict[Path, Optional[tuple[str, float]]],
+        claims: Claims,
         searching: bool,
         now: float,
     ) -> Optional[list[str]]:
@@ -292,6 +300,32 @@ class SlurmEngine:
             return parse_rows(result.stdout, squeue)
         except ValueError as e:
             raise EngineError(f"{argv[0]} printed something unexpected: {e}") from e
+
+
+class _Seen(NamedTuple):
+    """One cluster's rows, as the judging phases read them."""
+
+    queued: dict[str, list[Row]]  # squeue's rows by the id sbatch returned
+    accounted: Optional[dict[str, list[Row]]]  # sacct's, likewise; None: not asked, or no answer
+    unrecorded: list[Candidate]  # jobs no folder has recorded: where a claim's job is looked for
+
+
+class _Answer:
+    """What one cluster's observation has found so far, phase by phase."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, Status] = {}
+        self.found: dict[str, str] = {}
+        self.since: dict[str, float] = {}  # folder name -> Slurm's own submit time of the job found for it
+        self.unsure: set[str] = set()
+        self.notes: list[str] = []
+        self.problems: list[str] = []
+        self.accounting = True  # False: the cluster keeps none; outcomes come from squeue alone
+
+    def observation(self, room: Optional[int]) -> Observation:
+        return Observation(
+            self.statuses, self.found, frozenset(self.unsure), room, tuple(self.notes), tuple(self.problems), self.since
+        )
 
 
 def _merge(parts: list[tuple[str, Observation]], limit: Optional[int]) -> Observation:
@@ -352,14 +386,9 @@ def _group(rows: list[Row]) -> dict[str, list[Row]]:
     return grouped
 
 
-def _match(path: Path, claim: tuple[str, float], rows: list[Row]) -> Optional[Row]:
-    """The job submitted for this claim: by the token in its comment, else by work directory and time."""
-    token, claimed = claim
-    for r in rows:
-        if token and r.comment == token:
-            return r
-    dirs = {str(path), os.path.realpath(path)}
-    for r in rows:
-        if r.workdir in dirs and (r.submit or 0) >= claimed - CLAIM_SLACK and (r.end is None or r.end >= claimed - CLAIM_SLACK):
-            return r
-    return None
+def _candidates(rows: list[Row]) -> list[Candidate]:
+    return [Candidate(r.base, r.comment, r.workdir, r.submit, r.end) for r in rows]
+
+
+def _match(path: Path, claim: tuple[str, float], candidates: list[Candidate]) -> Optional[Candidate]:
+    return match_claim(path, claim, candidates, tokens_shown=False)  # sacct shows comments only where the site stores them
