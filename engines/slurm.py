@@ -192,7 +192,7 @@ class SlurmEngine:
         except EngineError as e:
             if accounting_disabled(str(e)):
                 answer.accounting = False
-                answer.notes.append("Slurm accounting is disabled: outcomes come from squeue alone (see README)")
+                answer.notes.append("Slurm accounting is disabled: outcomes come from squeue alone (see docs/engines/slurm.md)")
             else:
                 answer.problems.append(f"sacct failed; jobs that left the queue wait for it: {e}")
             return None

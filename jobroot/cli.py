@@ -31,13 +31,14 @@ files in a job folder:
   hold                in an inbox/ folder: keep it waiting until the file is removed
   cancel              in a pending/ folder: cancel the job; it lands in complete/ with job_error.txt
   job_error.txt       why the job failed (absent for a success)
-  job_*               other helper files: see README
+  job_*               other helper files: see the folder protocol in the docs (docs/protocol.md)
 
 files in the root:
   reconcile.json      the engine and options recorded by --setup
   reconcile.log       one timestamped line per action (rotated at 10 MiB to reconcile.log.1)
   status.txt          what is waiting, running and recently ended, rewritten by every run
   status.json         the same for scripts
+  status.html         the same as a page to open in a browser (also file:// over an sshfs mount)
 
 examples:
   reconcile -r ~/jobs -s -e slurm --max-queued 400     set up a root for Slurm
@@ -108,7 +109,7 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
         "--shared-group",
         action="store_true",
         default=None,
-        help="accept folders of other users in a group you share (see README)",
+        help="accept folders of other users in a group you share (read the risk: docs/guide/shared-inboxes.md)",
     )
     add(
         "--breaker", type=count, metavar="N", help="pause submitting when the last N jobs to end all failed (default 5; 0: never)"

@@ -2,7 +2,7 @@
 
 ROOT/inbox/NAME/job.sh -> ROOT/pending/NAME -> ROOT/complete/NAME. Every change of a job's stage is one
 `move()`; every helper file is written whole or not at all by `write_atomic()`. A run may be killed at
-any instant: each primitive leaves a state the next run can finish (see README, "Folder protocol").
+any instant: each primitive leaves a state the next run can finish (see docs/protocol.md).
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles every string annotation

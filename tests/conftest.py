@@ -24,7 +24,7 @@ SYSTEMS = {
     "remote": "sshfs",
     "chromium": "browser",
 }
-TIERS = ("unit", "local", "ordeal", "clock", "slurm", "gridengine", "sshfs", "browser")
+TIERS = ("unit", "local", "ordeal", "docs", "clock", "slurm", "gridengine", "sshfs", "browser")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,7 +1,7 @@
 """Uploads through the real thing: a root mounted over sshfs from a throwaway sshd on 127.0.0.1.
 
 tests/sshfs/server.sh installs openssh-server, sshfs and rsync (Debian's packages) and starts sshd
-on a free port with throwaway keys. The README's three upload recipes run against it, a slow upload
+on a free port with throwaway keys. The three upload recipes of docs/guide/uploading.md run against it, a slow upload
 through the mount races sweeps every 0.2 s, hold and cancel files go through the mount, and the
 status file and a result are read back through it.
 """
