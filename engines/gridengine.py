@@ -56,7 +56,7 @@ DELETE_GRACE = 120.0  # a job deleted this long ago with no qacct record never s
 
 class GridEngine:
     name = "gridengine"
-    chains = False  # a folder in a chain waits in inbox/ until the jobs it names ended well
+    dependencies = False  # a folder in a chain waits in inbox/ until the jobs it names ended well
     SETTINGS = BATCH_SETTINGS
 
     def __init__(

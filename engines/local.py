@@ -28,7 +28,7 @@ _RUNNER = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); from jobroot.en
 
 class LocalEngine:
     name = "local"
-    chains = False  # a folder in a chain waits in inbox/ until the jobs it names ended well
+    dependencies = False  # a folder in a chain waits in inbox/ until the jobs it names ended well
     SETTINGS = (Setting("slots", positive, None, "N", "at most N jobs at once (default: the CPU count)"),)
 
     def __init__(self, slots: Optional[int] = None) -> None:

@@ -47,7 +47,7 @@ MAX_ID_LIST = 100_000  # characters of --jobs=: one argument may not pass 128 Ki
 
 class SlurmEngine:
     name = "slurm"
-    chains = True  # jobs in a chain are handed to sbatch with --dependency=afterok
+    dependencies = True  # jobs in a chain are handed to sbatch with --dependency=afterok
     SETTINGS = (
         *BATCH_SETTINGS,
         Setting(

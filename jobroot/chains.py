@@ -1,4 +1,4 @@
-"""Chains: a folder's `after` file names the jobs that must end well before it runs.
+"""Stages: a folder's `after` file names the jobs that must end well before it runs.
 
 Which folder a name means: while `inbox/NAME` or `pending/NAME` exists, or a re-drop `NAME.2`,
 `NAME.3`, ... in either, that job has not ended, and the folder waits for it. Once none does, the newest
@@ -57,7 +57,7 @@ def read_after(path: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def resolve(root: Path, name: str, inbox: frozenset[str], pending: Mapping[str, Optional[Submitted]]) -> Upstream:
+def locate(root: Path, name: str, inbox: frozenset[str], pending: Mapping[str, Optional[Submitted]]) -> Upstream:
     """Where the job called `name` stands (see the module's rule)."""
     again = re.compile(re.escape(name) + r"(?:\.(\d+))?")
     if name in inbox or any(again.fullmatch(n) for n in inbox if n.startswith(name)):

@@ -234,7 +234,7 @@ def show_status(root: Path, opts: Options, as_json: bool) -> int:
     from jobroot.config import load_engine
     from jobroot.engine import EngineError, Observation
     from jobroot.folders import Submitted
-    from jobroot.observe import Chains, scan_inbox, scan_pending
+    from jobroot.observe import Stages, scan_inbox, scan_pending
     from jobroot.plan import Verdict, Wait, Waiting, chained
     from jobroot.status import complete_entry, inbox_entries, pending_entries, render_json, render_table
 
@@ -253,10 +253,10 @@ def show_status(root: Path, opts: Options, as_json: bool) -> int:
             code = 1
     now = time.time()
     waiting = fs.names(root / fs.INBOX)
-    inbox = list(scan_inbox(root, waiting, opts.settle, now, opts.shared_group, Chains(root, frozenset(waiting), records)))
+    inbox = list(scan_inbox(root, waiting, opts.settle, now, opts.shared_group, Stages(root, frozenset(waiting), records)))
     for i, f in enumerate(inbox):  # a folder in a chain: what it waits for, as a sweep would judge it
         if f.after:
-            action = chained(f, obs or Observation(), set(), engine.chains, engine.name)
+            action = chained(f, obs or Observation(), set(), engine.dependencies, engine.name)
             if isinstance(action, Wait):
                 inbox[i] = f._replace(verdict=Verdict.WAIT, reason=action.reason, waiting=Waiting.UPSTREAM)
     entries = inbox_entries(inbox) + [_attempt(root, e) for e in pending_entries(root, records, obs)]

@@ -115,12 +115,12 @@ class Setting(NamedTuple):
 
 class Engine(Protocol):
     name: str
-    chains: bool  # True: submit(after=...) makes the batch system start the job once those jobs ended well
+    dependencies: bool  # True: submit(after=...) makes the batch system start the job once those jobs ended well
 
     def submit(self, job_dir: Path, after: Sequence[str] = ()) -> str:
         """Start the job in job_dir (its working directory) and return its id.
 
-        after: ids of jobs that must end well first (only given where `chains` is True).
+        after: ids of jobs that must end well first (only given where `dependencies` is True).
         Raises SubmitRefused or SubmitUnknown.
         """
 

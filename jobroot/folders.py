@@ -264,7 +264,7 @@ def any_entry(folder: Path) -> bool:
         return any(not e.name.startswith(".") for e in entries)
 
 
-def show(name: str) -> str:
+def printable(name: str) -> str:
     """A folder name safe to print on one line: control characters and undecodable bytes escaped."""
     if name.isprintable():
         return name

@@ -1,6 +1,6 @@
 """Look at the folders: what pending/ holds and what each inbox folder is (ready, not yet, never), once per run.
 
-`inspect` is the one judge of an inbox folder: the sweep acts on its verdict and `--status` shows it.
+`judge_inbox_folder` is the one judge of an inbox folder: the sweep acts on its verdict and `--status` shows it.
 """
 
 import os
@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
 
 from jobroot import folders as fs
-from jobroot.chains import Upstream, find_cycle, read_after, resolve
-from jobroot.folders import Submitted, show
+from jobroot.chains import Upstream, find_cycle, locate, read_after
+from jobroot.folders import Submitted, printable
 from jobroot.plan import InboxFolder, PendingFolder, Verdict, Waiting
 
 
@@ -34,8 +34,8 @@ def scan_pending(root: Path) -> list[PendingFolder]:
 SKEW = 2.0  # seconds a change time may lie ahead of this machine's clock before it is called skew
 
 
-class Chains(NamedTuple):
-    """What resolving an `after` file needs: the root, the inbox's names, pending/'s folders and records."""
+class Stages(NamedTuple):
+    """The stages as this run found them (the root, inbox/'s names, pending/'s records), to locate `after` names in."""
 
     root: Path
     inbox: frozenset[str]
@@ -48,11 +48,11 @@ class Chains(NamedTuple):
             names = read_after(path)
         except ValueError:
             return ()
-        return tuple(resolve(self.root, n, self.inbox, self.pending) for n in names)
+        return tuple(locate(self.root, n, self.inbox, self.pending) for n in names)
 
 
 def scan_inbox(
-    root: Path, names: Sequence[str], settle: float, now: float, shared: bool = False, chains: Optional[Chains] = None
+    root: Path, names: Sequence[str], settle: float, now: float, shared: bool = False, stages: Optional[Stages] = None
 ) -> Iterator[InboxFolder]:
     """The named inbox folders in order, each looked at only when the plan asks for it."""
     for name in names:
@@ -66,17 +66,17 @@ def scan_inbox(
                 name, Verdict.NOTE, "a symbolic link, not a folder: never submitted (replace it with the folder itself)"
             )
         elif stat.S_ISDIR(info.st_mode):
-            yield inspect(path, settle, now, shared, info, chains)._replace(since=info.st_ctime)
+            yield judge_inbox_folder(path, settle, now, shared, info, stages)._replace(since=info.st_ctime)
         # plain files are not jobs
 
 
-def inspect(
+def judge_inbox_folder(
     path: Path,
     settle: float,
     now: float,
     shared: bool = False,
     folder: Optional[os.stat_result] = None,
-    chains: Optional[Chains] = None,
+    stages: Optional[Stages] = None,
 ) -> InboxFolder:
     """Is this inbox folder ready to submit, not ready yet, or never runnable (and why)?"""
     name = path.name
@@ -117,15 +117,15 @@ def inspect(
         after = read_after(path)
     except ValueError as e:
         return InboxFolder(name, Verdict.BAD, f"{e}.")
-    if not after or chains is None:
+    if not after or stages is None:
         return InboxFolder(name, Verdict.READY)
     if name in after:
         return InboxFolder(name, Verdict.BAD, "its after file names the folder itself, so it could never run.")
-    cycle = find_cycle(chains.root, name, chains.inbox, after)
+    cycle = find_cycle(stages.root, name, stages.inbox, after)
     if cycle:
-        loop = " -> ".join(show(n) for n in (*cycle, name))
+        loop = " -> ".join(printable(n) for n in (*cycle, name))
         return InboxFolder(name, Verdict.BAD, f"it is part of a cycle of after files ({loop}): none of them could ever run.")
-    return InboxFolder(name, Verdict.READY, after=tuple(resolve(chains.root, n, chains.inbox, chains.pending) for n in after))
+    return InboxFolder(name, Verdict.READY, after=tuple(locate(stages.root, n, stages.inbox, stages.pending) for n in after))
 
 
 def skewed(ahead: float) -> str:

@@ -9,7 +9,7 @@ from typing import Iterable, NamedTuple, Optional, Protocol, Sequence, Union
 
 from jobroot.chains import Upstream
 from jobroot.engine import Ending, Observation, State, Status
-from jobroot.folders import Attempt, Submitted, show
+from jobroot.folders import Attempt, Submitted, printable
 from jobroot.model import Cause
 
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
@@ -87,8 +87,8 @@ class Submit(NamedTuple):  # inbox -> pending, then start it
         actor.submit(self)
 
     def describe(self) -> str:
-        chained = f", to start once {', '.join(map(show, self.after))} ended well" if self.after else ""
-        return f"submit inbox/{show(self.name)} (moving it to pending/{chained})"
+        chained = f", to start once {', '.join(map(printable, self.after))} ended well" if self.after else ""
+        return f"submit inbox/{printable(self.name)} (moving it to pending/{chained})"
 
 
 class Launch(NamedTuple):  # a claimed pending folder that was never started
@@ -99,7 +99,7 @@ class Launch(NamedTuple):  # a claimed pending folder that was never started
         actor.launch(self)
 
     def describe(self) -> str:
-        return f"submit pending/{show(self.name)} (claimed by an earlier run, never started)"
+        return f"submit pending/{printable(self.name)} (claimed by an earlier run, never started)"
 
 
 class Adopt(NamedTuple):  # a claimed pending folder the engine did start: record its id
@@ -111,7 +111,7 @@ class Adopt(NamedTuple):  # a claimed pending folder the engine did start: recor
         actor.adopt(self)
 
     def describe(self) -> str:
-        return f"record job {self.job_id} for pending/{show(self.name)}"
+        return f"record job {self.job_id} for pending/{printable(self.name)}"
 
 
 class Finish(NamedTuple):  # pending -> complete; reason set for a failure
@@ -126,7 +126,7 @@ class Finish(NamedTuple):  # pending -> complete; reason set for a failure
     def describe(self) -> str:
         verdict = f" with job_error.txt: {self.reason.splitlines()[0]}" if self.reason else ""
         first = f" (ending job {self.end.job_id} first)" if self.end else ""
-        return f"move pending/{show(self.name)} to complete/{verdict}{first}"
+        return f"move pending/{printable(self.name)} to complete/{verdict}{first}"
 
 
 class Cancel(NamedTuple):  # the user asked: tell the engine; the folder moves once the job has ended
@@ -137,7 +137,7 @@ class Cancel(NamedTuple):  # the user asked: tell the engine; the folder moves o
         actor.cancel(self)
 
     def describe(self) -> str:
-        return f"cancel job {self.record.job_id} of pending/{show(self.name)} (a file named cancel is in it)"
+        return f"cancel job {self.record.job_id} of pending/{printable(self.name)} (a file named cancel is in it)"
 
 
 class Reject(NamedTuple):  # inbox -> complete with job_error.txt, never submitted
@@ -148,7 +148,7 @@ class Reject(NamedTuple):  # inbox -> complete with job_error.txt, never submitt
         actor.reject(self)
 
     def describe(self) -> str:
-        return f"move inbox/{show(self.name)} to complete/ with job_error.txt: {self.reason}"
+        return f"move inbox/{printable(self.name)} to complete/ with job_error.txt: {self.reason}"
 
 
 class Note(NamedTuple):  # nothing to do but say so; problem=True goes to stderr too
@@ -160,7 +160,7 @@ class Note(NamedTuple):  # nothing to do but say so; problem=True goes to stderr
         actor.note(self)
 
     def describe(self) -> str:
-        return f"{show(self.name)}: {self.message}"
+        return f"{printable(self.name)}: {self.message}"
 
 
 class Retry(NamedTuple):  # the infrastructure ended the job: note the attempt, set its files aside, submit again
@@ -173,7 +173,7 @@ class Retry(NamedTuple):  # the infrastructure ended the job: note the attempt, 
         actor.retry(self)
 
     def describe(self) -> str:
-        return f"submit pending/{show(self.name)} again: job {self.record.job_id} was ended by the infrastructure"
+        return f"submit pending/{printable(self.name)} again: job {self.record.job_id} was ended by the infrastructure"
 
 
 class Wait(NamedTuple):  # an inbox folder waits for the jobs its after file names: said in the status files
@@ -184,7 +184,7 @@ class Wait(NamedTuple):  # an inbox folder waits for the jobs its after file nam
         actor.wait(self)
 
     def describe(self) -> str:
-        return f"{show(self.name)}: {self.reason}"
+        return f"{printable(self.name)}: {self.reason}"
 
 
 Action = Union[Submit, Launch, Adopt, Finish, Cancel, Reject, Note, Wait, Retry]
@@ -197,16 +197,16 @@ def plan(
     engine: str,
     batch_limit: int,
     now: float = 0.0,
-    chains_in_engine: bool = False,
+    dependencies: bool = False,
     retries: int = 0,
 ) -> list[Action]:
     """Decide every action of one sweep. Pure: facts in, actions out; `inbox` is consumed only as far as needed.
 
-    chains_in_engine: the engine starts a job once jobs it names have ended well (Slurm's afterok), so a
+    dependencies: the engine starts a job once jobs it names have ended well (Slurm's afterok), so a
     folder is submitted as soon as every job it waits for has been; otherwise it waits for them to end.
     """
     actions: list[Action] = []
-    rules = Rules(obs, engine, batch_limit, now, chains_in_engine, retries)
+    rules = Rules(obs, engine, batch_limit, now, dependencies, retries)
     starts = 0  # launches and retries: each is a start, counted against the limit and the room
     for p in pending:
         action = rules.pending(p, starts)
@@ -223,7 +223,7 @@ def plan(
         elif folder.verdict in (Verdict.NOTE, Verdict.SKEWED):
             actions.append(Note(folder.name, folder.reason))
         elif folder.verdict == Verdict.READY:
-            action = chained(folder, obs, submitted, chains_in_engine, engine)
+            action = chained(folder, obs, submitted, dependencies, engine)
             actions.append(action)
             if isinstance(action, Submit):
                 submitted.add(folder.name)
@@ -240,7 +240,7 @@ class Rules(NamedTuple):
     engine: str
     batch_limit: int
     now: float
-    chains_in_engine: bool
+    dependencies: bool
     retries: int
 
     def pending(self, p: PendingFolder, starts: int) -> Optional[Action]:
@@ -278,7 +278,7 @@ class Rules(NamedTuple):
             return Finish(p.name, "The job was cancelled at the user's request before it was submitted.", cause=Cause.CANCELLED)
         if self.batch_limit <= 0:  # 0: collect results only, start nothing
             return None
-        up = links(p.after, self.obs, set(), self.chains_in_engine, self.engine)  # its chain still holds
+        up = links(p.after, self.obs, set(), self.dependencies, self.engine)  # its chain still holds
         if up.failed:
             return Finish(p.name, f"{NOT_RUN} {up.failed}", cause=Cause.UPSTREAM)
         if up.waits:
@@ -287,7 +287,7 @@ class Rules(NamedTuple):
 
     def failed(self, p: PendingFolder, record: Submitted, status: Status, starts: int) -> Optional[Action]:
         earlier = [a for a in p.attempts if a.job_id != record.job_id]
-        chain = links(p.after, self.obs, set(), self.chains_in_engine, self.engine)
+        chain = links(p.after, self.obs, set(), self.dependencies, self.engine)
         if status.lost and not p.cancel and len(earlier) < self.retries and not chain.failed:
             if chain.waits or starts >= self.batch_limit or (self.obs.room is not None and starts >= self.obs.room):
                 return None  # a retry is a start: it waits for room, and for its chain
@@ -295,7 +295,7 @@ class Rules(NamedTuple):
         reason, cause = status.reason, Cause.OWN
         if p.cancel:
             reason, cause = f"{CANCELLED}\n{reason}", Cause.CANCELLED
-        elif self.chains_in_engine and status.ending is Ending.CANCELLED and chain.failed:  # ended unstarted for it
+        elif self.dependencies and status.ending is Ending.CANCELLED and chain.failed:  # ended unstarted for it
             reason, cause = f"{NOT_RUN} {chain.failed}\n{reason}", Cause.UPSTREAM
         return Finish(p.name, reason + _history(earlier, self.retries), record if status.stuck else None, cause)
 
@@ -303,7 +303,7 @@ class Rules(NamedTuple):
 class Links(NamedTuple):
     """Where a folder's chain stands: the jobs to hand to the batch system, what it waits for, or a failure."""
 
-    handed: tuple[str, ...] = ()  # upstream folders the batch system is to wait for (chains_in_engine)
+    handed: tuple[str, ...] = ()  # upstream folders the batch system is to wait for (dependencies)
     waits: tuple[str, ...] = ()  # what it still waits for, in words
     failed: str = ""  # `it runs after X, which failed: why`: the folder can never run
 
@@ -314,7 +314,7 @@ def links(after: Sequence[Upstream], obs: Observation, submitted: set[str], in_e
     handed: list[str] = []
     waits: list[str] = []
     for up in after:
-        where = f"{show(up.name)}" + (f" ({show(up.folder)})" if up.folder and up.folder != up.name else "")
+        where = f"{printable(up.name)}" + (f" ({printable(up.folder)})" if up.folder and up.folder != up.name else "")
         if up.where == "complete":
             if up.failed:
                 return Links(failed=_upstream_failed(where, up.failed))

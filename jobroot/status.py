@@ -16,7 +16,7 @@ from typing import Iterable, Optional
 
 from jobroot import folders as fs
 from jobroot.engine import Observation, State
-from jobroot.folders import Submitted, show
+from jobroot.folders import Submitted, printable
 from jobroot.model import ORDER, Entry, Phase, age, counts, summary
 from jobroot.plan import InboxFolder, Verdict, Waiting
 
@@ -81,11 +81,11 @@ def render_table(entries: list[Entry], now: float, unlisted: int = 0) -> str:
     """The human-readable status: one line a folder, busiest states first, then counts."""
     rank = {state: i for i, state in enumerate(ORDER)}
     rows = sorted(entries, key=lambda e: (rank[e.state], e.name))
-    name_width = min(max([len(show(e.name)) for e in rows] + [4]), 40)
+    name_width = min(max([len(printable(e.name)) for e in rows] + [4]), 40)
     lines = [f"{'NAME':<{name_width}}  {'STATE':<10}  {'JOB ID':<10}  {'FOR':>6}  REASON"]
     for e in rows:
         since = age(now - e.since) if e.since else "-"
-        lines.append(f"{show(e.name):<{name_width}}  {e.state:<10}  {e.job_id or '-':<10}  {since:>6}  {e.reason}".rstrip())
+        lines.append(f"{printable(e.name):<{name_width}}  {e.state:<10}  {e.job_id or '-':<10}  {since:>6}  {e.reason}".rstrip())
     if unlisted:
         lines.append(f"... and {unlisted} more waiting in inbox/")
     lines.append(summary(counts(entries, unlisted)))
@@ -124,7 +124,7 @@ def write_files(root: Path, live: list[Entry], ended: list[Entry], previous: lis
 
     rank = {state: i for i, state in enumerate(ORDER)}
     rows = [
-        (show(e.name), e.state.value, e.job_id, e.since or 0.0, e.reason)
+        (printable(e.name), e.state.value, e.job_id, e.since or 0.0, e.reason)
         for e in sorted(entries, key=lambda e: (rank[e.state], e.name))
     ]
     fs.write_atomic(root / fs.STATUS_HTML, render(root, rows, counts(entries, unlisted), now))

@@ -14,10 +14,10 @@ from jobroot import folders as fs
 from jobroot import status as st
 from jobroot.config import Options, load_engine
 from jobroot.engine import Engine, EngineError, Observation, State, SubmitRefused, SubmitUnknown
-from jobroot.folders import Submitted, show
+from jobroot.folders import Submitted, printable
 from jobroot.log import Log
 from jobroot.model import Cause, Entry, Phase
-from jobroot.observe import Chains, scan_inbox, scan_pending
+from jobroot.observe import Stages, scan_inbox, scan_pending
 from jobroot.plan import (
     NOT_SUBMITTED,
     Action,
@@ -74,21 +74,21 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
             log.problem(problem)
         looked: dict[str, InboxFolder] = {}  # the inbox folders the plan looked at, for the status files
         records = {p.name: p.record for p in pending}
-        chains = Chains(root, frozenset(waiting), records)
-        inbox = _recorded(scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group, chains), looked)
+        stages = Stages(root, frozenset(waiting), records)
+        inbox = _recorded(scan_inbox(root, waiting, opts.settle, time.time(), opts.shared_group, stages), looked)
         recent = st.recent_endings(root)  # read once: the breaker and the status files both need it
         pause = breaker(recent, time.time(), opts.breaker, opts.breaker_cooldown)
         if not dry_run:
             announce_pause(root, pause, log)
         limit = 0 if pause else opts.batch_limit
-        pending = [_with_facts(root, p, obs, chains) for p in pending]
-        actions = plan(pending, obs, inbox, engine.name, limit, time.time(), engine.chains, opts.retries)
+        pending = [_with_facts(root, p, obs, stages) for p in pending]
+        actions = plan(pending, obs, inbox, engine.name, limit, time.time(), engine.dependencies, opts.retries)
         if dry_run:
             for action in actions:
                 print(action.describe())
             return 0
         log.debug(f"sweep: {len(pending)} pending, {len(waiting)} in inbox, {len(actions)} actions")
-        work = Sweep(root, engine, log, stop, obs, chains)
+        work = Sweep(root, engine, log, stop, obs, stages)
         problems = work.apply(actions)
         try:
             write_status(root, pending, waiting, obs, work, recent, looked)
@@ -110,11 +110,11 @@ class Sweep:
         log: Log,
         stop: StopFlag,
         obs: Optional[Observation] = None,
-        chains: Optional[Chains] = None,
+        stages: Optional[Stages] = None,
     ) -> None:
         self.root, self.engine, self.log, self.stop = root, engine, log, stop
         self.obs = obs or Observation()  # the engine's answer this run, for the jobs a chain waits for
-        self.chains = chains or Chains(root, frozenset(), {})  # inbox/ and pending/ as this run found them
+        self.stages = stages or Stages(root, frozenset(), {})  # inbox/ and pending/ as this run found them
         self.ids: dict[str, str] = {}  # inbox name -> job id, for what this run submitted
         self.waits: dict[str, str] = {}  # inbox name -> what it waits for (after files)
         self.refused = False
@@ -139,7 +139,7 @@ class Sweep:
                 action.to(self)
             except (OSError, EngineError) as e:
                 problems += 1
-                self.log.problem(f"{show(action.name)}: {kind} failed: {e}")
+                self.log.problem(f"{printable(action.name)}: {kind} failed: {e}")
             fs.doing("")
         return problems
 
@@ -150,7 +150,7 @@ class Sweep:
             return
         old = fs.set_aside(src)
         if old:
-            self.log.info(f"{show(a.name)}: helper files of an earlier run set aside in {old.relative_to(src)}")
+            self.log.info(f"{printable(a.name)}: helper files of an earlier run set aside in {old.relative_to(src)}")
         fs.crash_point("set-aside")
         dest = fs.move(src, self.root / fs.PENDING, a.name)
         self.left_inbox.add(a.name)
@@ -166,9 +166,9 @@ class Sweep:
 
     def _ids(self, name: str, upstream: tuple[str, ...]) -> Optional[tuple[str, ...]]:
         """The job ids of the upstream folders the batch system is to wait for; None when one has none."""
-        after = tuple(self.ids.get(n) or _job_id(self.chains.pending.get(n)) for n in upstream)
+        after = tuple(self.ids.get(n) or _job_id(self.stages.pending.get(n)) for n in upstream)
         if not all(after):  # a job it waits for was not submitted after all (refused, uncertain): not now
-            self.log.info(f"{show(name)}: waits, for {', '.join(map(show, upstream))} did not get a job id this run")
+            self.log.info(f"{printable(name)}: waits, for {', '.join(map(printable, upstream))} did not get a job id this run")
             return None
         return after
 
@@ -180,13 +180,13 @@ class Sweep:
         n = len(fs.read_attempts(path))
         where = f" (its files are in {old.relative_to(path)})" if old else ""
         self.log.info(
-            f"{show(a.name)}: job {a.record.job_id} was ended by the infrastructure{where}: {a.reason}; attempt {n + 1}"
+            f"{printable(a.name)}: job {a.record.job_id} was ended by the infrastructure{where}: {a.reason}; attempt {n + 1}"
         )
         self.launch(Launch(a.name, a.after))
 
     def wait(self, a: Wait) -> None:
         self.waits[a.name] = a.reason
-        self.log.debug(f"{show(a.name)}: {a.reason}")
+        self.log.debug(f"{printable(a.name)}: {a.reason}")
 
     def _start(self, path: Path, after: tuple[str, ...] = ()) -> Optional[str]:
         """Start the job in path (after: ids of jobs the batch system is to wait for); its id, or None."""
@@ -199,15 +199,15 @@ class Sweep:
                 self.finish(Finish(name, f"The {self.engine.name} engine refused the job: {e}"))
             else:
                 self.refused = True  # "not now": ask no more this run
-                self.log.info(f"{show(name)}: not submitted this time ({e}); it keeps its place and is tried again")
+                self.log.info(f"{printable(name)}: not submitted this time ({e}); it keeps its place and is tried again")
             return None
         except SubmitUnknown as e:
-            self.log.problem(f"{show(name)}: submission uncertain ({e}); the next run will find out")
+            self.log.problem(f"{printable(name)}: submission uncertain ({e}); the next run will find out")
             return None
         fs.crash_point("launched")
         self.started[name] = fs.write_record(path, self.engine.name, job_id, time.time())
         chained = f" (to start once job {', '.join(after)} ended well)" if after else ""
-        self.log.info(f"{show(name)}: submitted as {self.engine.name} job {job_id}{chained}")
+        self.log.info(f"{printable(name)}: submitted as {self.engine.name} job {job_id}{chained}")
         fs.crash_point("recorded")
         return job_id
 
@@ -215,7 +215,7 @@ class Sweep:
         submitted = a.submitted if a.submitted is not None else time.time()
         self.started[a.name] = fs.write_record(self.root / fs.PENDING / a.name, self.engine.name, a.job_id, submitted)
         fs.crash_point("adopted")
-        self.log.info(f"{show(a.name)}: found running as {self.engine.name} job {a.job_id}; recorded")
+        self.log.info(f"{printable(a.name)}: found running as {self.engine.name} job {a.job_id}; recorded")
 
     def finish(self, a: Finish) -> None:
         path = self.root / fs.PENDING / a.name
@@ -238,7 +238,7 @@ class Sweep:
         ended = (Phase.FAILED, a.cause.value) if a.reason else (Phase.DONE, "")
         self.ended.append(Entry(dest.name, ended[0], job_id, time.time(), first, ended[1]))
         outcome = "failed: " + first if a.reason else "done"
-        self.log.info(f"{show(a.name)}: {outcome} -> complete/{show(dest.name)}")
+        self.log.info(f"{printable(a.name)}: {outcome} -> complete/{printable(dest.name)}")
 
     def reject(self, a: Reject) -> None:
         path = self.root / fs.INBOX / a.name
@@ -250,16 +250,16 @@ class Sweep:
         dest = fs.move(path, self.root / fs.COMPLETE, a.name)
         self.left_inbox.add(a.name)
         self.ended.append(Entry(dest.name, Phase.FAILED, "", time.time(), reason, Cause.REJECTED.value))
-        self.log.info(f"{show(a.name)}: not submitted: {a.reason} -> complete/{show(dest.name)}")
+        self.log.info(f"{printable(a.name)}: not submitted: {a.reason} -> complete/{printable(dest.name)}")
 
     def cancel(self, a: Cancel) -> None:
         fs.crash_point("engine-call")
         self.engine.cancel([a.record])
         fs.crash_point("cancel-sent")
-        self.log.info(f"{show(a.name)}: cancel requested; asked the {self.engine.name} engine to end job {a.record.job_id}")
+        self.log.info(f"{printable(a.name)}: cancel requested; asked the {self.engine.name} engine to end job {a.record.job_id}")
 
     def note(self, a: Note) -> None:
-        (self.log.problem if a.problem else self.log.info)(f"{show(a.name)}: {a.message}")
+        (self.log.problem if a.problem else self.log.info)(f"{printable(a.name)}: {a.message}")
 
 
 def retry_failed(root: Path, log: Log) -> int:
@@ -273,8 +273,8 @@ def retry_failed(root: Path, log: Log) -> int:
                 path = root / fs.COMPLETE / name
                 if path.is_dir() and not path.is_symlink() and os.path.lexists(path / fs.ERROR):
                     dest = fs.move(path, root / fs.INBOX, name)
-                    log.info(f"{show(name)}: failed folder moved back to inbox/{show(dest.name)} for a retry")
-                    print(f"complete/{show(name)} -> inbox/{show(dest.name)}")
+                    log.info(f"{printable(name)}: failed folder moved back to inbox/{printable(dest.name)} for a retry")
+                    print(f"complete/{printable(name)} -> inbox/{printable(dest.name)}")
                     moved += 1
             if not moved:
                 print("no failed folder in complete/")
@@ -295,16 +295,16 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
         log.info("circuit breaker closed: submitting again")
 
 
-def _with_facts(root: Path, p: PendingFolder, obs: Observation, chains: Chains) -> PendingFolder:
+def _with_facts(root: Path, p: PendingFolder, obs: Observation, stages: Stages) -> PendingFolder:
     """A pending folder with what the plan needs only for a few: for a claimed one, where its chain stands;
     for one whose job failed, its earlier attempts and its chain too (was it ended for an upstream's failure?)."""
     path = root / fs.PENDING / p.name
     if p.record is None and not p.problem:
-        return p._replace(after=chains.upstreams(path))
+        return p._replace(after=stages.upstreams(path))
     status = obs.statuses.get(p.record.job_id) if p.record else None
     if status is None or status.state is not State.FAILED:
         return p
-    return p._replace(attempts=fs.read_attempts(path), after=chains.upstreams(path))
+    return p._replace(attempts=fs.read_attempts(path), after=stages.upstreams(path))
 
 
 def _job_id(record: Optional[Submitted]) -> str:

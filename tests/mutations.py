@@ -250,7 +250,7 @@ CATALOGUE = [
       """            f'<tr><td class="name">{name}</td>'""",
       "tests/test_page.py::test_every_name_and_reason_is_escaped_and_the_page_needs_nothing_beside_it"),
     M("an unstarted link's error does not name the upstream that failed", "jobroot/plan.py",
-      "        elif self.chains_in_engine and status.ending is Ending.CANCELLED and chain.failed:", "        elif False:",
+      "        elif self.dependencies and status.ending is Ending.CANCELLED and chain.failed:", "        elif False:",
       "tests/test_chains.py::test_a_link_the_batch_system_ended_unstarted_names_the_upstream_that_failed_first"),
     M("a claimed link is started though its upstream failed", "jobroot/plan.py",
       '        if up.failed:\n            return Finish(p.name, f"{NOT_RUN} {up.failed}", cause=Cause.UPSTREAM)\n', "",

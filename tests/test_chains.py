@@ -1,4 +1,4 @@
-"""Chains through `after` files, on the local engine and in the pure plan (Slurm: tests/test_slurm_chains.py)."""
+"""Stages through `after` files, on the local engine and in the pure plan (Slurm: tests/test_slurm_chains.py)."""
 
 from __future__ import annotations
 
@@ -117,26 +117,26 @@ def folder(*ups: Upstream) -> InboxFolder:
 def test_the_plan_hands_a_chain_to_an_engine_that_takes_it_and_waits_otherwise() -> None:
     active = Observation({"7": Status(State.ACTIVE, phase="running")})
     pending = Upstream("up", "pending", "up", rec("7"))
-    assert plan([], active, [folder(pending)], "slurm", 10, chains_in_engine=True) == [Submit("down", ("up",))]
-    (wait,) = plan([], active, [folder(pending)], "slurm", 10, chains_in_engine=False)
+    assert plan([], active, [folder(pending)], "slurm", 10, dependencies=True) == [Submit("down", ("up",))]
+    (wait,) = plan([], active, [folder(pending)], "slurm", 10, dependencies=False)
     assert wait == Wait("down", "waiting for up (running)")
     # An upstream in inbox/ submitted earlier in the same sweep: handed on at once.
     up = InboxFolder("a-up", Verdict.READY)
     down = InboxFolder("b-down", Verdict.READY, after=(Upstream("a-up", "inbox", "a-up"),))
-    assert plan([], Observation(), [up, down], "slurm", 10, chains_in_engine=True) == [
+    assert plan([], Observation(), [up, down], "slurm", 10, dependencies=True) == [
         Submit("a-up"),
         Submit("b-down", ("a-up",)),
     ]
     assert plan([], Observation(), [up, down], "local", 10)[1] == Wait("b-down", "waiting for a-up (waiting in inbox/)")
     # Done upstream: a plain submission; failed: rejected, naming it.
     done = Observation({"7": Status(State.DONE)})
-    assert plan([], done, [folder(pending)], "slurm", 10, chains_in_engine=True) == [Submit("down")]
+    assert plan([], done, [folder(pending)], "slurm", 10, dependencies=True) == [Submit("down")]
     failed = Observation({"7": Status(State.FAILED, "Slurm reports job 7 FAILED with exit code 3.\nsacct: ...")})
-    (reject,) = plan([], failed, [folder(pending)], "slurm", 10, chains_in_engine=True)
+    (reject,) = plan([], failed, [folder(pending)], "slurm", 10, dependencies=True)
     assert reject == Reject("down", "it runs after up, which failed: Slurm reports job 7 FAILED with exit code 3.")
     # Unknown (not reported) or only claimed: never handed on, never called done.
     for obs, up_state in ((Observation(), pending), (active, Upstream("up", "pending", "up", None))):
-        (action,) = plan([], obs, [folder(up_state)], "slurm", 10, chains_in_engine=True)
+        (action,) = plan([], obs, [folder(up_state)], "slurm", 10, dependencies=True)
         assert isinstance(action, Wait)
 
 
@@ -144,12 +144,12 @@ def test_a_claimed_link_is_started_handed_on_failed_or_left_waiting_by_the_same_
     # A run killed between the claim and sbatch: the next one starts the folder only as its chain allows.
     claimed = PendingFolder("down", None, after=(Upstream("up", "pending", "up", rec("7")),))
     active = Observation({"7": Status(State.ACTIVE, phase="running")})
-    assert plan([claimed], active, [], "slurm", 10, chains_in_engine=True) == [Launch("down", ("up",))]
-    (waits,) = plan([claimed], active, [], "slurm", 10, chains_in_engine=False)
+    assert plan([claimed], active, [], "slurm", 10, dependencies=True) == [Launch("down", ("up",))]
+    (waits,) = plan([claimed], active, [], "slurm", 10, dependencies=False)
     assert waits == Note("down", "waits for up (running) before it is started")
     failed = Observation({"7": Status(State.FAILED, "Slurm reports job 7 FAILED with exit code 3.")})
     reason = f"{NOT_RUN} it runs after up, which failed: Slurm reports job 7 FAILED with exit code 3."
-    assert plan([claimed], failed, [], "slurm", 10, chains_in_engine=True) == [Finish("down", reason, cause=Cause.UPSTREAM)]
+    assert plan([claimed], failed, [], "slurm", 10, dependencies=True) == [Finish("down", reason, cause=Cause.UPSTREAM)]
 
 
 def test_a_link_the_batch_system_ended_unstarted_names_the_upstream_that_failed_first() -> None:
@@ -162,7 +162,7 @@ def test_a_link_the_batch_system_ended_unstarted_names_the_upstream_that_failed_
             "8": Status(State.FAILED, "Slurm reports job 8 CANCELLED by uid 0.", ending=Ending.CANCELLED),
         }
     )
-    (finish,) = plan([down], obs, [], "slurm", 10, chains_in_engine=True)
+    (finish,) = plan([down], obs, [], "slurm", 10, dependencies=True)
     first = f"{NOT_RUN} it runs after up, which failed: Slurm reports job 7 FAILED with exit code 3."
     assert finish == Finish("down", f"{first}\nSlurm reports job 8 CANCELLED by uid 0.", cause=Cause.UPSTREAM)
     (own,) = plan(
@@ -201,5 +201,5 @@ def test_later_edits_and_gaps_in_complete_do_not_change_which_folder_a_name_mean
 def test_a_link_waits_while_the_job_before_it_may_be_run_again() -> None:
     lost = Observation({"7": Status(State.FAILED, "Slurm reports job 7 NODE_FAIL: its node failed.", ending=Ending.LOST)})
     pending = Upstream("up", "pending", "up", rec("7"))
-    (action,) = plan([], lost, [folder(pending)], "slurm", 10, chains_in_engine=True)
+    (action,) = plan([], lost, [folder(pending)], "slurm", 10, dependencies=True)
     assert action == Wait("down", "waiting for up (ended by the infrastructure; it may run again)")

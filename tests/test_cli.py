@@ -13,7 +13,7 @@ import pytest
 from conftest import RECONCILE, drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import folders as fs
-from jobroot.observe import inspect
+from jobroot.observe import judge_inbox_folder
 
 pytestmark = pytest.mark.local
 
@@ -162,7 +162,7 @@ def test_an_unreadable_script_is_refused(tmp_path: Path, monkeypatch: pytest.Mon
         return real_open(path, *a, **k)  # type: ignore[call-overload]
 
     monkeypatch.setattr("builtins.open", deny)
-    verdict = inspect(job, 0, time.time())
+    verdict = judge_inbox_folder(job, 0, time.time())
     assert (verdict.verdict, verdict.reason) == ("bad", "job.sh cannot be read: Permission denied.")
 
 

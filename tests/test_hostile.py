@@ -195,7 +195,7 @@ def test_a_script_writable_by_the_owners_private_group_is_accepted(tmp_path: Pat
     import pwd
     import time
 
-    from jobroot.observe import inspect
+    from jobroot.observe import judge_inbox_folder
 
     me = pwd.getpwuid(os.geteuid())
     assert not grp.getgrgid(me.pw_gid).gr_mem, "this test needs the user's primary group to be private"
@@ -204,4 +204,4 @@ def test_a_script_writable_by_the_owners_private_group_is_accepted(tmp_path: Pat
     (d / "job.sh").write_text("true\n")
     os.chown(d / "job.sh", -1, me.pw_gid)
     os.chmod(d / "job.sh", 0o664)
-    assert inspect(d, 0, time.time()).verdict == "ready"
+    assert judge_inbox_folder(d, 0, time.time()).verdict == "ready"

@@ -204,7 +204,7 @@ LOSE_ONCE = "[ -e first-attempt ] || {{ touch first-attempt; kill -9 $PPID; slee
 
 
 def test_kill_at_random_instants_with_chains_and_retries(root: Path, ledger: Path) -> None:
-    """Chains (a -> b -> c) and jobs the infrastructure ends once (--retries 1), under random kills: each
+    """Stages (a -> b -> c) and jobs the infrastructure ends once (--retries 1), under random kills: each
     link runs once and after the one before it; each lost job runs exactly twice, once per attempt."""
     runs = int(os.environ.get("RECONCILE_KILL_RUNS", "300")) // 2
     seed = int(os.environ.get("RECONCILE_KILL_SEED", str(time.time_ns() % 10**6)))

@@ -1,4 +1,4 @@
-"""Chains on the real Slurm cluster: handed to the scheduler (afterok), so a chain does not take a sweep per link."""
+"""Stages on the real Slurm cluster: handed to the scheduler (afterok), so a chain does not take a sweep per link."""
 
 from __future__ import annotations
 

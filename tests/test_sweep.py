@@ -23,7 +23,7 @@ class RefusingEngine:
     """Counts submissions and answers each with a transient refusal ("not now")."""
 
     name = "local"
-    chains = False
+    dependencies = False
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
@@ -67,9 +67,9 @@ def test_a_folder_never_reaches_complete_without_its_verdict(root: Path) -> None
 
 
 class UncertainEngine(RefusingEngine):
-    """Takes chains; its answer for the first folder is lost (SubmitUnknown)."""
+    """Takes dependencies (a chain); its answer for the first folder is lost (SubmitUnknown)."""
 
-    chains = True
+    dependencies = True
 
     def submit(self, job_dir: Path, after: Sequence[str] = ()) -> str:
         self.submitted.append(job_dir.name)

@@ -85,17 +85,17 @@ def test_modification_times_in_the_future_never_hold_a_folder_back(root: Path, l
 def test_a_change_time_in_the_future_is_reported_with_its_skew_never_a_silent_wait(tmp_path: Path) -> None:
     from jobroot import status
     from jobroot.model import Phase
-    from jobroot.observe import inspect
+    from jobroot.observe import judge_inbox_folder
     from jobroot.plan import Note, Observation, Verdict, plan
 
     job = tmp_path / "job"
     job.mkdir()
     (job / "job.sh").write_text("#!/bin/bash\ntrue\n")
     # This machine's clock two hours behind the file server's: the folder's change times lie in its future.
-    folder = inspect(job, 5.0, time.time() - 7200)
+    folder = judge_inbox_folder(job, 5.0, time.time() - 7200)
     assert folder.verdict is Verdict.SKEWED and "2.0 h in the future" in folder.reason and "clock" in folder.reason
     (action,) = plan([], Observation(), [folder], "local", 10)
     assert action == Note("job", folder.reason)  # in the log on every run
     (entry,) = status.inbox_entries([folder])
     assert entry.state is Phase.WAITING and entry.reason == folder.reason  # and in --status
-    assert inspect(job, 5.0, time.time() + 10).verdict is Verdict.READY  # settled by its own clock
+    assert judge_inbox_folder(job, 5.0, time.time() + 10).verdict is Verdict.READY  # settled by its own clock
