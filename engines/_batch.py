@@ -36,6 +36,16 @@ class Refusal(enum.Enum):
     UNKNOWN = "unknown"  # in neither of the engine's tables: counted, final at the REFUSAL_TRIES-th
 
 
+def judge_refusal(reason: str, passing: Sequence[str], final: Sequence[str]) -> Refusal:
+    """A refusal by the words of its reason (lower-cased): PASSING where one of `passing` is in it, else FINAL
+    where one of `final` is, else UNKNOWN."""
+    if any(words in reason for words in passing):
+        return Refusal.PASSING
+    if any(words in reason for words in final):
+        return Refusal.FINAL
+    return Refusal.UNKNOWN
+
+
 def submit(
     job_dir: Path,
     argv: Sequence[str],

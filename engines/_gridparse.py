@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional, Sequence
 from xml.etree import ElementTree
 
 from jobroot.engine import State, Status
-from jobroot.engines._batch import Refusal, task_ranges
+from jobroot.engines._batch import Refusal, judge_refusal, task_ranges
 
 # Reasons qsub gives, lower-cased. Transient: try again next run. Permanent: the job can never run as it is.
 TRANSIENT = (
@@ -214,12 +214,7 @@ def refusal_reason(message: str) -> str:
 
 def classify_refusal(message: str) -> Refusal:
     """What qsub's refusal means, judged by the reason it gives (UNKNOWN: in neither table)."""
-    reason = refusal_reason(message).lower()
-    if any(t in reason for t in TRANSIENT):
-        return Refusal.PASSING
-    if any(p in reason for p in PERMANENT):
-        return Refusal.FINAL
-    return Refusal.UNKNOWN
+    return judge_refusal(refusal_reason(message).lower(), TRANSIENT, PERMANENT)
 
 
 def nothing_ended_yet(message: str) -> bool:

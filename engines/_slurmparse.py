@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import NamedTuple, Optional
 
 from jobroot.engine import Ending, State, Status
-from jobroot.engines._batch import Refusal, task_ranges
+from jobroot.engines._batch import Refusal, judge_refusal, task_ranges
 
 SEP = "\x1f"  # cannot be typed into a job name or comment by accident; `|` can
 SQUEUE_FORMAT = SEP.join(["%i", "%T", "%V", "%k", "%Z"])
@@ -219,11 +219,7 @@ def classify_refusal(message: str) -> Refusal:
     reason = refusal_reason(message).lower()
     if "violates accounting/qos policy" in reason:
         return Refusal.UNKNOWN  # the generic policy line alone does not say which limit: submit count or size
-    if any(t in reason for t in TRANSIENT):
-        return Refusal.PASSING
-    if any(p in reason for p in PERMANENT):
-        return Refusal.FINAL
-    return Refusal.UNKNOWN
+    return judge_refusal(reason, TRANSIENT, PERMANENT)
 
 
 def accounting_disabled(message: str) -> bool:
