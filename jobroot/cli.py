@@ -231,11 +231,12 @@ def _live_counts(root: Path) -> str:
 
 def show_status(root: Path, opts: Options, as_json: bool) -> int:
     """--status: everything, complete/ included; at most one cheap engine query; no lock, no writes."""
+    from jobroot.actions import Wait
     from jobroot.config import load_engine
     from jobroot.engine import EngineError, Observation
     from jobroot.folders import Submitted
     from jobroot.observe import Stages, scan_inbox, scan_pending
-    from jobroot.plan import Verdict, Wait, Waiting, chained
+    from jobroot.plan import Verdict, Waiting, chained
     from jobroot.status import complete_entry, inbox_entries, pending_entries, render_json, render_table
 
     engine = load_engine(opts)

@@ -12,29 +12,14 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 from jobroot import folders as fs
 from jobroot import status as st
+from jobroot.actions import Action, Adopt, Cancel, Finish, Launch, Note, Reject, Retry, Submit, Wait
 from jobroot.config import Options, load_engine
 from jobroot.engine import Engine, EngineError, Observation, State, SubmitRefused, SubmitUnknown
 from jobroot.folders import Submitted, printable
 from jobroot.log import Log
 from jobroot.model import Cause, Entry, Phase
 from jobroot.observe import Stages, scan_inbox, scan_pending
-from jobroot.plan import (
-    NOT_SUBMITTED,
-    Action,
-    Adopt,
-    Cancel,
-    Finish,
-    InboxFolder,
-    Launch,
-    Note,
-    PendingFolder,
-    Reject,
-    Retry,
-    Submit,
-    Wait,
-    breaker,
-    plan,
-)
+from jobroot.plan import NOT_SUBMITTED, InboxFolder, PendingFolder, breaker, plan
 
 
 class StopFlag:

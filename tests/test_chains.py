@@ -11,10 +11,11 @@ import pytest
 from conftest import drain, make_job, read_ledger, run
 
 from jobroot import folders as fs
+from jobroot.actions import Finish, Launch, Note, Reject, Submit, Wait
 from jobroot.chains import Upstream
 from jobroot.engine import Ending, Observation, State, Status
 from jobroot.model import Cause
-from jobroot.plan import NOT_RUN, Finish, InboxFolder, Launch, Note, PendingFolder, Reject, Submit, Verdict, Wait, plan
+from jobroot.plan import NOT_RUN, InboxFolder, PendingFolder, Verdict, plan
 
 pytestmark = pytest.mark.local
 

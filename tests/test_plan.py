@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from jobroot.actions import Adopt, Finish, Launch, Note, Reject, Submit
 from jobroot.engine import Observation, State, Status, Submitted
 from jobroot.model import Cause
-from jobroot.plan import Adopt, Finish, InboxFolder, Launch, Note, PendingFolder, Reject, Submit, plan
+from jobroot.plan import InboxFolder, PendingFolder, plan
 
 pytestmark = pytest.mark.unit
 
@@ -79,7 +80,8 @@ def test_records_from_another_engine_and_unreadable_records_are_problems_not_mov
 
 
 def test_cancel_asks_the_engine_while_active_and_finishes_with_the_reason_once_ended() -> None:
-    from jobroot.plan import CANCELLED, Cancel
+    from jobroot.actions import Cancel
+    from jobroot.plan import CANCELLED
 
     running = PendingFolder("a", rec("1"), cancel=True)
     ended = PendingFolder("b", rec("2"), cancel=True)

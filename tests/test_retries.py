@@ -10,8 +10,9 @@ import pytest
 from conftest import drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import folders as fs
+from jobroot.actions import Finish, Retry
 from jobroot.engine import Ending, Observation, State, Status
-from jobroot.plan import Finish, PendingFolder, Retry, plan
+from jobroot.plan import PendingFolder, plan
 
 pytestmark = pytest.mark.local
 

@@ -84,9 +84,10 @@ def test_modification_times_in_the_future_never_hold_a_folder_back(root: Path, l
 @pytest.mark.fsclock  # file change times against this machine's clock
 def test_a_change_time_in_the_future_is_reported_with_its_skew_never_a_silent_wait(tmp_path: Path) -> None:
     from jobroot import status
+    from jobroot.actions import Note
     from jobroot.model import Phase
     from jobroot.observe import judge_inbox_folder
-    from jobroot.plan import Note, Observation, Verdict, plan
+    from jobroot.plan import Observation, Verdict, plan
 
     job = tmp_path / "job"
     job.mkdir()
