@@ -89,7 +89,7 @@ CATALOGUE = [
     M("an earlier run's record is not set aside", "jobroot/sweep.py", "        old = fs.set_aside(src)\n", "        old = None\n",
       "tests/test_cli.py::test_a_folder_moved_back_from_complete_is_a_fresh_job"),
     M("the run lock is not taken", "jobroot/sweep.py", "            lock.acquire()", "            pass",
-      "tests/test_cli.py::test_twenty_runs_at_the_same_instant"),
+      "tests/test_cli.py::test_a_run_while_another_holds_the_lock_changes_nothing"),
     M("a cancel file is ignored", "jobroot/observe.py", "        cancel = os.path.lexists(f\"{path}/{fs.CANCEL}\")", "        cancel = False",
       "tests/test_steer.py::test_cancel_a_running_local_job"),
     M("modification times hold a folder back", "jobroot/folders.py", "                newest = max(newest, st.st_ctime)\n",

@@ -280,6 +280,19 @@ def test_twenty_runs_at_the_same_instant(root: Path, ledger: Path) -> None:
     assert names(root / "complete") == [f"j{i:02}" for i in range(10)]
 
 
+def test_a_run_while_another_holds_the_lock_changes_nothing(root: Path, ledger: Path) -> None:
+    # The twenty runs above overlap only as the machine's load lets them; this holds the lock for certain.
+    from filelock import FileLock
+
+    make_job(root, "waits", ledger_job(ledger, "waits"))
+    with FileLock(str(root / fs.LOCK), timeout=0):
+        held = run(root)
+        assert (held.returncode, held.stderr) == (0, "")
+        assert names(root / "inbox") == ["waits"] and names(root / "pending") == []
+    drain(root)
+    assert read_ledger(ledger) == ["waits"]
+
+
 def test_watch_mode_sweeps_until_sigterm(root: Path, ledger: Path) -> None:
     watch = subprocess.Popen([*RECONCILE, "-r", str(root), "-p", "0.2"], stderr=subprocess.PIPE, text=True)
     try:
