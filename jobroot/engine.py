@@ -28,7 +28,7 @@ class Ending(enum.Enum):
     """How a FAILED job ended, as far as what happens next depends on it."""
 
     FAILED = "failed"  # by itself: an exit code, a signal, a limit it reached
-    CANCELLED = "cancelled"  # by the batch system's cancel (scancel, qdel), before or after it started
+    CANCELLED = "cancelled"  # by a cancel the batch system names as such (Slurm's CANCELLED), started or not
     LOST = "lost"  # by the infrastructure (a failed node, a reboot), not by itself: --retries may run it again
     STUCK = "stuck"  # not yet: the batch system holds it but can never start it, so it is ended first
 

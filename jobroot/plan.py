@@ -161,15 +161,20 @@ class Rules(NamedTuple):
     def failed(self, p: PendingFolder, record: Submitted, status: Status, starts: int) -> Optional[Action]:
         earlier = [a for a in p.attempts if a.job_id != record.job_id]
         chain = links(p.after, self.obs, set(), self.dependencies, self.engine)
-        if status.lost and not p.cancel and len(earlier) < self.retries and not chain.failed:
-            if chain.waits or starts >= self.batch_limit or (self.obs.room is not None and starts >= self.obs.room):
-                return None  # a retry is a start: it waits for room, and for its chain
-            return Retry(p.name, record, status.reason.split("\n", 1)[0], chain.handed)
         reason, cause = status.reason, Cause.OWN
+        if status.lost and not p.cancel and len(earlier) < self.retries and not chain.failed:
+            if chain.waits:
+                return Note(p.name, f"waits for {'; '.join(chain.waits)} before it is submitted again")
+            if starts >= self.batch_limit or (self.obs.room is not None and starts >= self.obs.room):
+                return None  # a retry is a start: it waits for room
+            return Retry(p.name, record, status.reason.split("\n", 1)[0], chain.handed)
         if p.cancel:
             reason, cause = f"{CANCELLED}\n{reason}", Cause.CANCELLED
-        elif self.dependencies and status.ending is Ending.CANCELLED and chain.failed:  # ended unstarted for it
+        elif chain.failed and (status.lost or (self.dependencies and status.ending is Ending.CANCELLED)):
+            # never run again, or ended unstarted by the batch system, for a job it waits for that failed
             reason, cause = f"{NOT_RUN} {chain.failed}\n{reason}", Cause.UPSTREAM
+        elif chain.lost and self.dependencies and status.ending is Ending.CANCELLED:
+            reason, cause = f"{NOT_RUN} {chain.lost}\n{reason}", Cause.UPSTREAM
         return Finish(p.name, reason + _history(earlier, self.retries), record if status.stuck else None, cause)
 
 
@@ -179,6 +184,7 @@ class Links(NamedTuple):
     handed: tuple[str, ...] = ()  # upstream folders the batch system is to wait for (dependencies)
     waits: tuple[str, ...] = ()  # what it still waits for, in words
     failed: str = ""  # `it runs after X, which failed: why`: the folder can never run
+    lost: str = ""  # the same words for an upstream the infrastructure ended (--retries may run it again)
 
 
 def links(after: Sequence[Upstream], obs: Observation, submitted: set[str], in_engine: bool, engine: str) -> Links:
@@ -186,6 +192,7 @@ def links(after: Sequence[Upstream], obs: Observation, submitted: set[str], in_e
     submits, which the batch system can be told to wait for)."""
     handed: list[str] = []
     waits: list[str] = []
+    lost = ""
     for up in after:
         where = f"{printable(up.name)}" + (f" ({printable(up.folder)})" if up.folder and up.folder != up.name else "")
         if up.where == "complete":
@@ -209,9 +216,10 @@ def links(after: Sequence[Upstream], obs: Observation, submitted: set[str], in_e
                 handed.append(up.folder)
             elif status is not None and status.state is State.FAILED:  # lost: --retries may run it again
                 waits.append(f"{where} (ended by the infrastructure; it may run again)")
+                lost = lost or _upstream_failed(where, status.reason.split("\n", 1)[0])
             else:
                 waits.append(f"{where} ({status.phase if status is not None and status.phase else 'in pending/'})")
-    return Links(tuple(handed), tuple(waits))
+    return Links(tuple(handed), tuple(waits), lost=lost)
 
 
 def chained(folder: InboxFolder, obs: Observation, submitted: set[str], in_engine: bool, engine: str) -> Action:

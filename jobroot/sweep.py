@@ -14,7 +14,7 @@ from jobroot import folders as fs
 from jobroot import status as st
 from jobroot.actions import Action, Adopt, Cancel, Finish, Launch, Note, Reject, Retry, Submit, Wait
 from jobroot.config import Options, load_engine
-from jobroot.engine import Engine, EngineError, Observation, State, SubmitRefused, SubmitUnknown
+from jobroot.engine import Ending, Engine, EngineError, Observation, State, SubmitRefused, SubmitUnknown
 from jobroot.folders import Submitted, printable
 from jobroot.log import Log
 from jobroot.model import Cause, Entry, Phase
@@ -66,7 +66,7 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
         if not dry_run:
             announce_pause(root, pause, log)
         limit = 0 if pause else opts.batch_limit
-        pending = [_with_facts(root, p, obs, stages) for p in pending]
+        pending = [_with_facts(root, p, obs, stages, engine.dependencies, opts.retries) for p in pending]
         actions = plan(pending, obs, inbox, engine.name, limit, time.time(), engine.dependencies, opts.retries)
         if dry_run:
             for action in actions:
@@ -280,16 +280,20 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
         log.info("circuit breaker closed: submitting again")
 
 
-def _with_facts(root: Path, p: PendingFolder, obs: Observation, stages: Stages) -> PendingFolder:
-    """A pending folder with what the plan needs only for a few: for a claimed one, where its chain stands;
-    for one whose job failed, its earlier attempts and its chain too (was it ended for an upstream's failure?)."""
+def _with_facts(
+    root: Path, p: PendingFolder, obs: Observation, stages: Stages, dependencies: bool, retries: int
+) -> PendingFolder:
+    """A pending folder with what the plan needs only for a few, read only for them: for a claimed one, where
+    its chain stands; for one whose job failed, its earlier attempts, and its chain where that decides (a
+    lost job to run again; a job the batch system cancelled, perhaps because its upstream failed)."""
     path = root / fs.PENDING / p.name
     if p.record is None and not p.problem:
         return p._replace(after=stages.upstreams(path))
     status = obs.statuses.get(p.record.job_id) if p.record else None
     if status is None or status.state is not State.FAILED:
         return p
-    return p._replace(attempts=fs.read_attempts(path), after=stages.upstreams(path))
+    chain = (status.lost and retries > 0) or (dependencies and status.ending is Ending.CANCELLED)
+    return p._replace(attempts=fs.read_attempts(path), after=stages.upstreams(path) if chain else ())
 
 
 def _job_id(record: Optional[Submitted]) -> str:

@@ -172,6 +172,37 @@ def test_a_link_the_batch_system_ended_unstarted_names_the_upstream_that_failed_
     assert own == Finish("down", "exit code 1")  # it ran and failed by itself: its own words, its own failure
 
 
+def test_a_link_cancelled_because_the_job_before_it_was_lost_says_so() -> None:
+    down = PendingFolder(
+        "down", fs.Submitted("slurm", "8", 1.0, "/r/pending/down"), after=(Upstream("up", "pending", "up", rec("7")),)
+    )
+    said = "Slurm reports job 7 NODE_FAIL: its node failed."
+    obs = Observation(
+        {
+            "7": Status(State.FAILED, said, ending=Ending.LOST),
+            "8": Status(State.FAILED, "Slurm reports job 8 CANCELLED by uid 0.", ending=Ending.CANCELLED),
+        }
+    )
+    (finish,) = plan([down], obs, [], "slurm", 10, dependencies=True)
+    assert finish == Finish(
+        "down", f"{NOT_RUN} it runs after up, which failed: {said}\nSlurm reports job 8 CANCELLED by uid 0.", cause=Cause.UPSTREAM
+    )
+
+
+def test_a_lost_link_waits_to_run_again_until_the_job_before_it_has_ended_well_and_says_so() -> None:
+    lost = PendingFolder(
+        "down", fs.Submitted("slurm", "8", 1.0, "/r/pending/down"), after=(Upstream("up", "pending", "up", rec("7")),)
+    )
+    obs = Observation(
+        {
+            "7": Status(State.ACTIVE, phase="running"),
+            "8": Status(State.FAILED, "Slurm reports job 8 NODE_FAIL: its node failed.", ending=Ending.LOST),
+        }
+    )
+    (note,) = plan([lost], obs, [], "slurm", 10, retries=1)
+    assert note == Note("down", "waits for up (running) before it is submitted again")
+
+
 def test_a_link_moved_back_by_retry_failed_is_waited_for_again(root: Path, ledger: Path) -> None:
     chain_job(root, "fit", ledger)
     drain(root)  # complete/fit ended well
