@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 from jobroot import folders as fs
-from jobroot.engine import CommandFailed, CommandTimeout, SubmitRefused, SubmitUnknown
+from jobroot.engine import CommandFailed, CommandTimeout, Observation, Status, SubmitRefused, SubmitUnknown
 from jobroot.engines._process import Runner
 
 CLAIM_SLACK = 5.0  # seconds of clock difference tolerated between this host and the batch system's
@@ -200,6 +200,29 @@ def deleted(job_dir: Path) -> Optional[tuple[float, str]]:
         return float(note["at"]), str(note.get("why", ""))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+# ---------------------------------------------------------------- an observation in the making
+
+
+class Answer:
+    """What an engine's observation has found so far, phase by phase; `observation()` hands it over."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, Status] = {}
+        self.found: dict[str, str] = {}  # folder name -> the id of the job found for it
+        self.since: dict[str, float] = {}  # folder name -> when the batch system says it received that job
+        self.unsure: set[str] = set()
+        self.notes: list[str] = []
+        self.problems: list[str] = []
+
+    def adopt(self, name: str, job_id: str, submitted: float) -> None:
+        self.found[name], self.since[name] = job_id, submitted
+
+    def observation(self, room: Optional[int]) -> Observation:
+        return Observation(
+            self.statuses, self.found, frozenset(self.unsure), room, tuple(self.notes), tuple(self.problems), self.since
+        )
 
 
 # ---------------------------------------------------------------- job.sh and task ranges

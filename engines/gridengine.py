@@ -25,6 +25,7 @@ from jobroot.engines import _batch
 from jobroot.engines._batch import (
     CLAIM_SLACK,
     REUSED_ID,
+    Answer,
     Candidate,
     deleted,
     directive_words,
@@ -93,7 +94,7 @@ class GridEngine:
         if not jobs and not claimed and self.max_queued is None:
             return Observation()
         now = time.time()
-        answer = _Answer()
+        answer = Answer()
         queued = parse_qstat(self._query(["qstat", "-xml", "-u", self.user], "qstat"))
         by_job: dict[str, list[Queued]] = {}
         for q in queued:
@@ -112,7 +113,7 @@ class GridEngine:
         return answer.observation(room)
 
     def _ask_accounting(
-        self, gone: list[Submitted], claims: dict[Path, tuple[str, float]], now: float, answer: "_Answer"
+        self, gone: list[Submitted], claims: dict[Path, tuple[str, float]], now: float, answer: Answer
     ) -> Optional[list[Record]]:
         """At most one qacct, back to the oldest job that left qstat or claim; None: not asked, or no answer."""
         if not gone and not claims:
@@ -132,7 +133,7 @@ class GridEngine:
         by_job: dict[str, list[Queued]],
         records: Optional[list[Record]],
         quick: bool,
-        answer: "_Answer",
+        answer: Answer,
     ) -> "_Seen":
         """Which recorded ids may be another job's, and at most one `qstat -j` for those, the jobs in an error
         state (for Grid Engine's reason) and, while a claim is unresolved, the user's unrecorded jobs."""
@@ -165,12 +166,12 @@ class GridEngine:
         candidates = _candidates(shown, strangers, records or [], recorded)
         return _Seen(by_job, records, accounted, details, candidates, bool(strangers), foreign, nowhere, in_error)
 
-    def _judge(self, job: Submitted, seen: "_Seen", now: float, quick: bool, answer: "_Answer") -> None:
+    def _judge(self, job: Submitted, seen: "_Seen", now: float, quick: bool, answer: Answer) -> None:
         """One recorded job's status, or, when its id turns out to be another job's, the job it really is."""
         base, path = base_id(job.job_id), Path(job.path)
         if job in seen.foreign:
             answer.statuses[job.job_id] = Status(State.UNKNOWN)  # never judged by another job's id
-            if not answer.adopt(path, _match(path, (job.token, job.submitted), seen.candidates), job.submitted):
+            if not _found(answer, path, _match(path, (job.token, job.submitted), seen.candidates), job.submitted):
                 answer.problems.append(f"{path.name}: recorded job {job.job_id} is not this folder's job; looking for it")
             return
         if job in seen.in_error and not quick:
@@ -187,11 +188,11 @@ class GridEngine:
         if job in seen.nowhere:  # the job with the folder's token under another id: that id was the right one
             match = _match(path, (job.token, job.submitted), seen.candidates)
             if match and match.job_id != job.job_id:
-                answer.adopt(path, match, job.submitted)
+                _found(answer, path, match, job.submitted)
 
-    def _adopt(self, path: Path, claim: tuple[str, float], seen: "_Seen", now: float, answer: "_Answer") -> None:
+    def _adopt(self, path: Path, claim: tuple[str, float], seen: "_Seen", now: float, answer: Answer) -> None:
         """A claimed folder: the job Grid Engine shows for it (adopted), or unsure while a submission cannot be ruled out."""
-        if answer.adopt(path, _match(path, claim, seen.candidates), claim[1]):
+        if _found(answer, path, _match(path, claim, seen.candidates), claim[1]):
             return
         if seen.records is None or (seen.strangers and not seen.details) or now - claim[1] < self.timeout + 30:
             answer.unsure.add(path.name)  # cannot rule a submission out yet
@@ -265,25 +266,11 @@ class _Seen(NamedTuple):
     in_error: list[Submitted]  # jobs in an error state (Eqw)
 
 
-class _Answer:
-    """What the observation has found so far, phase by phase."""
-
-    def __init__(self) -> None:
-        self.statuses: dict[str, Status] = {}
-        self.found: dict[str, str] = {}
-        self.since: dict[str, float] = {}
-        self.unsure: set[str] = set()
-        self.problems: list[str] = []
-
-    def adopt(self, path: Path, match: Optional[Candidate], fallback: float) -> bool:
-        """Record the job found for a folder (with its whole range and Grid Engine's submission time)."""
-        if match is None:
-            return False
-        self.found[path.name], self.since[path.name] = _whole(path, match), match.submitted or fallback
-        return True
-
-    def observation(self, room: Optional[int]) -> Observation:
-        return Observation(self.statuses, self.found, frozenset(self.unsure), room, (), tuple(self.problems), self.since)
+def _found(answer: Answer, path: Path, match: Optional[Candidate], fallback: float) -> bool:
+    """Record the job found for a folder (with its whole range and Grid Engine's submission time), if any."""
+    if match is not None:
+        answer.adopt(path.name, _whole(path, match), match.submitted or fallback)
+    return match is not None
 
 
 def _own(job: Submitted, record: Record) -> bool:

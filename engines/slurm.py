@@ -18,7 +18,7 @@ from typing import Mapping, NamedTuple, Optional, Sequence
 from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
 from jobroot.engine import CommandFailed, EngineError, Observation, Setting, State, Status, SubmitRefused
 from jobroot.engines import _batch
-from jobroot.engines._batch import REUSED_ID, Candidate, claim_where, match_claim, read_claim
+from jobroot.engines._batch import REUSED_ID, Answer, Candidate, claim_where, match_claim, read_claim
 from jobroot.engines._process import Runner, run
 from jobroot.engines._slurmenv import command_env, full_name, option_value, sbatch_words, user_sets
 from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
@@ -217,7 +217,7 @@ class SlurmEngine:
         right = _match(Path(job.path), (job.token, job.submitted), seen.unrecorded)
         name = os.path.basename(job.path)
         if right:
-            answer.found[name], answer.since[name] = right.job_id, right.submitted or job.submitted
+            answer.adopt(name, right.job_id, right.submitted or job.submitted)
         elif foreign:
             answer.problems.append(f"{name}: recorded job {job.job_id} is not this folder's job; looking for it")
 
@@ -225,8 +225,7 @@ class SlurmEngine:
         """A claimed folder: the job Slurm shows for it (adopted), or unsure while a submission cannot be ruled out."""
         match = _match(path, claim, seen.unrecorded)
         if match:
-            answer.found[path.name] = match.job_id
-            answer.since[path.name] = match.submitted or claim[1]  # not now: the sacct window starts from it
+            answer.adopt(path.name, match.job_id, match.submitted or claim[1])  # not now: the sacct window starts there
         elif seen.accounted is None or now - claim[1] < self.timeout + 30:
             answer.unsure.add(path.name)  # cannot rule a submission out yet
             if not answer.accounting and now - claim[1] >= self.timeout + 30:
@@ -310,22 +309,10 @@ class _Seen(NamedTuple):
     unrecorded: list[Candidate]  # jobs no folder has recorded: where a claim's job is looked for
 
 
-class _Answer:
-    """What one cluster's observation has found so far, phase by phase."""
+class _Answer(Answer):
+    """One cluster's observation in the making."""
 
-    def __init__(self) -> None:
-        self.statuses: dict[str, Status] = {}
-        self.found: dict[str, str] = {}
-        self.since: dict[str, float] = {}  # folder name -> Slurm's own submit time of the job found for it
-        self.unsure: set[str] = set()
-        self.notes: list[str] = []
-        self.problems: list[str] = []
-        self.accounting = True  # False: the cluster keeps none; outcomes come from squeue alone
-
-    def observation(self, room: Optional[int]) -> Observation:
-        return Observation(
-            self.statuses, self.found, frozenset(self.unsure), room, tuple(self.notes), tuple(self.problems), self.since
-        )
+    accounting = True  # False: the cluster keeps none; outcomes come from squeue alone
 
 
 def _merge(parts: list[tuple[str, Observation]], limit: Optional[int]) -> Observation:

@@ -45,9 +45,12 @@ class Stages(NamedTuple):
         """Where each job a submitted folder's after file names stands. The file was read when the folder
         was submitted: one garbled since does not stop a started chain."""
         try:
-            names = read_after(path)
+            return self.locate(read_after(path))
         except ValueError:
             return ()
+
+    def locate(self, names: Sequence[str]) -> tuple[Upstream, ...]:
+        """Where each named job stands (chains.locate)."""
         return tuple(locate(self.root, n, self.inbox, self.pending) for n in names)
 
 
@@ -125,7 +128,7 @@ def judge_inbox_folder(
     if cycle:
         loop = " -> ".join(printable(n) for n in (*cycle, name))
         return InboxFolder(name, Verdict.BAD, f"it is part of a cycle of after files ({loop}): none of them could ever run.")
-    return InboxFolder(name, Verdict.READY, after=tuple(locate(stages.root, n, stages.inbox, stages.pending) for n in after))
+    return InboxFolder(name, Verdict.READY, after=stages.locate(after))
 
 
 def skewed(ahead: float) -> str:
