@@ -77,7 +77,8 @@ def submit(
         raise SubmitUnknown(str(e)) from e
     except CommandFailed as e:  # the command could not be run at all: nothing was created
         forget_claim(job_dir)
-        raise SubmitRefused(str(e), permanent=False) from e
+        path = (env or os.environ).get("PATH", "")
+        raise SubmitRefused(f"{command}: {e.why} (PATH is {path!r})", permanent=False, unrunnable=True) from e
     job_id = read_id(result.stdout)
     if job_id:
         return job_id

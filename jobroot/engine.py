@@ -79,7 +79,7 @@ class CommandFailed(EngineError):
         self.returncode = returncode
         self.stderr = stderr.strip()
         self.stdout = stdout  # what it printed before it failed (a timed-out sbatch may have printed its id)
-        what = why or (f"exit code {returncode}" if returncode is not None else "no exit code")
+        what = self.why = why or (f"exit code {returncode}" if returncode is not None else "no exit code")
         super().__init__(f"{' '.join(self.argv)}: {what}: {self.stderr or '(no error output)'}")
 
 
@@ -88,11 +88,16 @@ class CommandTimeout(CommandFailed):
 
 
 class SubmitRefused(EngineError):
-    """The batch system said no. Permanent: the job can never run as it is. Otherwise try next run."""
+    """The batch system said no. Permanent: the job can never run as it is. Otherwise try next run.
 
-    def __init__(self, message: str, permanent: bool) -> None:
+    Unrunnable: the submit command itself could not be run (not on PATH, not executable): nothing was
+    created, and a person must mend the setup, so it is said as a problem, never as the job's failure.
+    """
+
+    def __init__(self, message: str, permanent: bool, unrunnable: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.unrunnable = unrunnable
 
 
 class SubmitUnknown(EngineError):

@@ -103,6 +103,7 @@ class Sweep:
         self.ids: dict[str, str] = {}  # inbox name -> job id, for what this run submitted
         self.waits: dict[str, str] = {}  # inbox name -> what it waits for (after files)
         self.refused = False
+        self.unrunnable = False  # the submit command could not be run this run: a problem
         self.started: dict[str, Submitted] = {}  # pending name -> what this run submitted or adopted
         self.ended: list[Entry] = []  # what this run moved to complete/
         self.left_inbox: set[str] = set()  # names this run moved out of inbox/
@@ -126,7 +127,7 @@ class Sweep:
                 problems += 1
                 self.log.problem(f"{printable(action.name)}: {kind} failed: {e}")
             fs.doing("")
-        return problems
+        return problems + self.unrunnable
 
     def submit(self, a: Submit) -> None:
         src = self.root / fs.INBOX / a.name
@@ -184,7 +185,12 @@ class Sweep:
                 self.finish(Finish(name, f"The {self.engine.name} engine refused the job: {e}"))
             else:
                 self.refused = True  # "not now": ask no more this run
-                self.log.info(f"{printable(name)}: not submitted this time ({e}); it keeps its place and is tried again")
+                said = f"{printable(name)}: not submitted this time ({e}); it keeps its place and is tried again"
+                if e.unrunnable:  # the setup needs mending: said once a run, as a problem
+                    self.unrunnable = True
+                    self.log.problem(said)
+                else:
+                    self.log.info(said)
             return None
         except SubmitUnknown as e:
             self.log.problem(f"{printable(name)}: submission uncertain ({e}); the next run will find out")

@@ -315,3 +315,22 @@ def test_an_unreadable_record_is_reported_and_left_in_place(root: Path) -> None:
     result = run(root)
     assert result.returncode == 1 and "unreadable job_submitted.json" in result.stderr
     assert names(root / "pending") == ["a"]
+
+
+@pytest.mark.parametrize("broken", ["missing", "not executable"])
+def test_an_sbatch_that_cannot_be_run_keeps_the_folder_waiting_with_one_problem_a_run(tmp_path: Path, broken: str) -> None:
+    # As cron may run it: a PATH without Slurm's commands, or with an sbatch that cannot be executed.
+    root, bin_dir = tmp_path / "root", tmp_path / "bin"
+    assert run(root, "-s", "-e", "slurm", "--settle", "0").returncode == 0
+    bin_dir.mkdir()
+    if broken == "not executable":
+        (bin_dir / "sbatch").write_text("#!/bin/sh\necho 42\n")
+    for name in ("a", "b"):
+        make_job(root, name, "#!/bin/bash\ntrue\n")
+    said = [run(root, env={"PATH": str(bin_dir)}) for _ in range(3)]
+    assert all(r.returncode == 1 and len(r.stderr.splitlines()) == 1 for r in said), [r.stderr for r in said]
+    assert "a: not submitted this time (sbatch: cannot run: " in said[0].stderr and str(bin_dir) in said[0].stderr
+    assert all("cannot run" in r.stderr for r in said[1:])  # squeue now, for the folder sbatch was tried on
+    assert not os.listdir(root / "complete")  # never failed for good
+    assert names(root / "inbox") + names(root / "pending") == ["b", "a"]
+    assert not [p for p in (root / "pending").iterdir() if (p / fs.CLAIM).exists() or (p / fs.RECORD).exists()]

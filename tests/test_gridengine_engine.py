@@ -235,6 +235,21 @@ def test_a_claimed_job_is_found_by_its_token_in_qstat_or_in_qacct(tmp_path: Path
     assert "old" in GridEngine(runner=failing, user="u").observe([], [old]).unsure  # qacct did not answer: rule nothing out
 
 
+def test_a_claim_is_never_ruled_unsubmitted_while_qstat_j_cannot_show_the_queued_jobs_tokens(tmp_path: Path) -> None:
+    # A run killed between qsub and the record leaves a claim; the job it made may be the unrecorded
+    # one in qstat, whose token only qstat -j shows. Long past the grace period, still: never submit again.
+    old = claim(tmp_path, "old", "jobroot-old", 600)
+    failing = ok(
+        stderr="error: failed receiving gdi request response for mid=1 (got syncron message receive timeout error).\n", rc=1
+    )
+    runner = FakeRunner(qstat=qstat(("7", "qw", "")), qstat_j=failing, qacct=ok(record("6", 0, "jobroot-another")))
+    obs = GridEngine(runner=runner, user="u").observe([], [old])
+    assert obs.unsure == {"old"} and not obs.found
+    assert any("qstat -j failed" in p for p in obs.problems)
+    answered = FakeRunner(qstat=qstat(("7", "qw", "")), qstat_j=details(("7", "jobroot-old", "")), qacct=ok(record("6")))
+    assert dict(GridEngine(runner=answered, user="u").observe([], [old]).found) == {"old": "7"}
+
+
 def test_a_recorded_id_whose_records_carry_another_token_is_never_judged_by_them(tmp_path: Path) -> None:
     job = submitted(tmp_path, "3", token="jobroot-mine")
     runner = FakeRunner(

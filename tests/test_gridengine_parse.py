@@ -10,6 +10,7 @@ import pytest
 from jobroot.engine import State
 from jobroot.engines._batch import Refusal
 from jobroot.engines._gridparse import (
+    FAILED_MEANING,
     Queued,
     array_id,
     classify_refusal,
@@ -83,6 +84,21 @@ def test_qacct_records_in_grid_engines_words() -> None:
     # exit 130 is an exit code: `failed 0` tells it from a signal
     assert decide("1", [], jobs["interrupt"]).reason.splitlines()[0].endswith("ended with exit code 130.")
     assert "deleted-held" not in jobs  # deleted before it started: qacct never records such a job
+
+
+@pytest.mark.parametrize(
+    ("failed", "words"),
+    [(26, "opening input/output file"), (27, "searching requested shell"), (28, "changing into working directory")],
+)
+def test_a_job_grid_engine_could_not_start_is_a_failure_though_its_exit_status_is_0(failed: int, words: str) -> None:
+    # The captured record of a job that ended well, with the `failed` field Grid Engine writes when its
+    # shepherd could not start the job (qacct then shows exit_status 0: the job itself never ran).
+    ok = by_account(captured("qacct"))["ok"][0]
+    assert ok.failed == 0 and ok.exit_status == 0
+    status = decide("1", [], [ok._replace(failed=failed, failed_words=words)])
+    assert status.state is State.FAILED
+    assert status.reason.splitlines()[0].endswith(f"ended with failed {failed}: {words} ({FAILED_MEANING[failed]}).")
+    assert decide("1", [], [ok]).state is State.DONE
 
 
 def test_an_array_is_judged_once_every_task_qsub_named_has_a_record() -> None:

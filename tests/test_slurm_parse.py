@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobroot.config import parse_lookback
-from jobroot.engine import State
+from jobroot.engine import Ending, State
 from jobroot.engines._batch import Refusal
 from jobroot.engines._slurmparse import (
     SEP,
@@ -127,6 +127,27 @@ def test_a_finished_job_still_in_squeue() -> None:
     assert decide("6", [failed], None).state is State.ACTIVE  # a failure waits for sacct's exit code ...
     assert decide("6", [failed], [], accounting=False).state is State.FAILED  # ... unless there is no accounting
     assert decide("7", [], []).state is State.UNKNOWN and decide("7", [], None).state is State.UNKNOWN
+
+
+@pytest.mark.parametrize("accounting", [True, False])
+@pytest.mark.parametrize(("good", "bad"), [("5+0", "5+1"), ("5_1", "5_2")])  # a heterogeneous job; an array
+def test_a_job_squeue_shows_with_one_part_completed_and_another_failed_is_not_done(good: str, bad: str, accounting: bool) -> None:
+    rows = [make_row(good, "COMPLETED", "", 1.0, None, "", "/w", ""), make_row(bad, "FAILED", "", 1.0, None, "", "/w", "")]
+    status = decide("5", rows, None if accounting else [], accounting=accounting)
+    assert status.state is (State.ACTIVE if accounting else State.FAILED)  # with accounting, wait for sacct's words
+    assert decide("5", rows[:1], None if accounting else [], accounting=accounting).state is not State.FAILED
+
+
+@pytest.mark.parametrize("word", ["NODE_FAIL", "BOOT_FAIL", "PREEMPTED"])
+def test_an_array_with_a_task_the_infrastructure_ended_is_never_lost_whole(word: str) -> None:
+    # --retries submits a LOST job again whole: for an array, its tasks that ended well would run twice.
+    # Chosen: the array is failed, naming the task; the user moves it back (or resubmits that task) by hand.
+    rows = [make_row("8_1", "COMPLETED", "0:0", 1.0, 2.0, "", "/w", ""), make_row("8_2", word, "0:0", 1.0, 2.0, "", "/w", "")]
+    status = decide("8", [], rows)
+    assert status.state is State.FAILED and status.ending is Ending.FAILED and not status.lost
+    assert "1 of 2 tasks of job 8 failed: 8_2 " + word in status.reason
+    alone = decide("9", [], [make_row("9", word, "0:0", 1.0, 2.0, "", "/w", "")])
+    assert alone.ending is Ending.LOST  # a plain job is submitted again under --retries
 
 
 def test_sbatch_ids_and_refusals(version: str) -> None:
