@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -46,6 +47,33 @@ def run(root: Path, *args: str, env: dict[str, str] | None = None, timeout: floa
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def shim_env(tmp_path: Path, shim: Path, commands: tuple[str, ...], rate: float = 0.3) -> dict[str, str]:
+    """PATH with the fault shim in front of each command (tests/faults/), failing `rate` of their calls."""
+    bin_dir = tmp_path / "shim-bin"
+    bin_dir.mkdir(exist_ok=True)
+    for command in commands:
+        wrapper = bin_dir / command
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {shim} {command} "$@"\n')
+        wrapper.chmod(0o755)
+    log = str(tmp_path / "faults.log")
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SHIM_RATE": str(rate), "SHIM_LOG": log, "SHIM_HANG": "6"}
+
+
+def run_maybe_killed(root: Path, rng: random.Random, *args: str, env: dict[str, str] | None = None, kill: float = 0.6) -> bool:
+    """One reconciler run, SIGKILLed at a random instant in its first 0.4 s (a share `kill` of runs) or left
+    to end; one that ends must end cleanly. True when it was killed before it ended."""
+    proc = subprocess.Popen(
+        [*RECONCILE, "-r", str(root), *args], stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
+    if rng.random() < kill:
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.kill()
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode != -9:
+        assert proc.returncode in (0, 1) and "Traceback" not in stderr, stderr
+    return proc.returncode == -9
 
 
 def make_job(root: Path, name: str, script: str, files: dict[str, str] | None = None, stage: str = "inbox") -> Path:

@@ -1,7 +1,7 @@
 """Nothing lost, nothing twice, on the real Slurm cluster: scheduler faults and random kills.
 
 A shim in front of sbatch/squeue/sacct/scancel (tests/faults/slurm_shim.py) fails 30% of calls in
-the ways real clusters do; separately, the reconciler is killed with SIGKILL at random instants.
+the ways real clusters do; the reconciler is killed with SIGKILL at random instants; and both at once.
 Afterwards, with the real commands: every folder is in complete/ exactly once, Slurm accounting
 holds exactly one job per folder, every job script ran at most once (exactly once where it did not
 fail), and job_error.txt says what happened.
@@ -12,40 +12,26 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import RECONCILE, REPO, make_job, read_ledger, run
+from conftest import RECONCILE, REPO, make_job, read_ledger, run, run_maybe_killed, shim_env
 
 from jobroot import folders as fs
 
 pytestmark = pytest.mark.usefixtures("cluster")
 SHIM = REPO / "tests" / "faults" / "slurm_shim.py"
+COMMANDS = ("sbatch", "squeue", "sacct", "scancel")
 
 
-def shim_env(tmp_path: Path, rate: float) -> dict[str, str]:
-    bin_dir = tmp_path / "shim-bin"
-    bin_dir.mkdir(exist_ok=True)
-    for command in ("sbatch", "squeue", "sacct", "scancel"):
-        wrapper = bin_dir / command
-        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {SHIM} {command} "$@"\n')
-        wrapper.chmod(0o755)
-    return {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "SHIM_RATE": str(rate),
-        "SHIM_LOG": str(tmp_path / "faults.log"),
-        "SHIM_HANG": "6",
-    }
-
-
-def populate(root: Path, ledger: Path, count: int, prefix: str = "job") -> dict[str, str]:
+def populate(root: Path, ledger: Path, count: int, prefix: str = "job", slow: int = 0) -> dict[str, str]:
+    """Jobs that end well, or exit 3 (every third); with slow, every fourth runs that many seconds first."""
     kinds = {}
     for i in range(count):
         kind = "fail" if i % 3 == 2 else "ok"
         name = f"{prefix}-{i:03}"
-        tail = "exit 3" if kind == "fail" else ""
+        tail = (f"sleep {slow}\n" if slow and i % 4 == 0 else "") + ("exit 3" if kind == "fail" else "")
         make_job(root, name, f"#!/bin/bash\nprintf '%s\\n' {name} >> {ledger}\n{tail}\n", {"input.dat": name})
         kinds[name] = kind
     return kinds
@@ -107,7 +93,7 @@ def verify(root: Path, ledger: Path, kinds: dict[str, str]) -> dict[str, int]:
 
 def test_scheduler_faults_at_30_percent_over_200_runs(slurm_root: Path, ledger: Path, tmp_path: Path) -> None:
     runs = int(os.environ.get("RECONCILE_FAULT_RUNS", "200"))
-    env = shim_env(tmp_path, 0.3)
+    env = shim_env(tmp_path, SHIM, COMMANDS)
     kinds = populate(slurm_root, ledger, 24)
     for i in range(runs):
         result = run(slurm_root, "--command-timeout", "2", env=env)
@@ -150,3 +136,23 @@ def test_kill_at_random_instants_on_the_real_cluster(slurm_root: Path, ledger: P
     assert tally["vanished"] == 0
     print(f"\nrandom kills on Slurm: {runs} runs, {killed} killed before they exited, {tally}")
     assert killed >= runs // 4, f"only {killed} of {runs} runs were killed before they ended"
+
+
+def test_kills_and_scheduler_faults_at_once_on_the_real_cluster(slurm_root: Path, ledger: Path, tmp_path: Path) -> None:
+    # Faults alone never leave a claim without a record, kills alone never meet a failed query: together
+    # they reach a claim whose job only a query that just failed could show. Slow jobs keep such a job
+    # queued or running past the claim's grace period.
+    runs = int(os.environ.get("RECONCILE_COMBINED_RUNS", "150"))
+    seed = int(os.environ.get("RECONCILE_KILL_SEED", str(time.time_ns() % 10**6)))
+    rng, env = random.Random(seed), shim_env(tmp_path, SHIM, COMMANDS)
+    kinds = populate(slurm_root, ledger, 24, slow=45)
+    killed = 0
+    for i in range(runs):
+        killed += run_maybe_killed(slurm_root, rng, "--batch-limit", "3", "--command-timeout", "2", env=env)
+        if i % 50 == 25:
+            kinds.update(populate(slurm_root, ledger, 6, prefix=f"late{i}"))
+    drain(slurm_root)
+    tally = verify(slurm_root, ledger, kinds)
+    faults = (tmp_path / "faults.log").read_text().splitlines()
+    print(f"\nkills and faults on Slurm (seed {seed}): {runs} runs, {killed} killed, {len(faults)} faults, {tally}")
+    assert killed >= runs // 3 and len(faults) >= runs // 4, (killed, len(faults))

@@ -11,17 +11,17 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import RECONCILE, REPO, make_job, read_ledger, run
+from conftest import RECONCILE, REPO, make_job, read_ledger, run, run_maybe_killed, shim_env
 
 from jobroot import folders as fs
 
 pytestmark = pytest.mark.usefixtures("gridengine_cell")
 SHIM = REPO / "tests" / "faults" / "gridengine_shim.py"
+COMMANDS = ("qsub", "qstat", "qacct", "qdel")
 
 
 def sweep_until(root: Path, done, *args: str, env: dict[str, str] | None = None, limit: float = 180) -> None:  # type: ignore[no-untyped-def]
@@ -105,12 +105,14 @@ def test_a_job_that_ended_while_no_sweep_ran_is_found_in_qacct(ge_root: Path, le
     assert (error_of(ge_root, "quiet") or "").splitlines()[0].endswith("ended with exit code 5.")
 
 
-def populate(root: Path, ledger: Path, count: int, prefix: str = "job") -> dict[str, str]:
+def populate(root: Path, ledger: Path, count: int, prefix: str = "job", slow: int = 0) -> dict[str, str]:
+    """Jobs that end well, or exit 3 (every third); with slow, every fourth runs that many seconds first."""
     kinds = {}
     for i in range(count):
         name = f"{prefix}-{i:03}"
         kinds[name] = "fail" if i % 3 == 2 else "ok"
-        make_job(root, name, ledger_script(ledger, name, "exit 3" if kinds[name] == "fail" else ""), {"input.dat": name})
+        tail = (f"sleep {slow}\n" if slow and i % 4 == 0 else "") + ("exit 3" if kinds[name] == "fail" else "")
+        make_job(root, name, ledger_script(ledger, name, tail), {"input.dat": name})
     return kinds
 
 
@@ -160,14 +162,7 @@ def test_kill_at_random_instants_on_the_real_cell(ge_root: Path, ledger: Path) -
 
 def test_scheduler_faults_at_30_percent(ge_root: Path, ledger: Path, tmp_path: Path) -> None:
     runs = int(os.environ.get("RECONCILE_FAULT_RUNS", "150"))
-    bin_dir = tmp_path / "shim-bin"
-    bin_dir.mkdir()
-    for command in ("qsub", "qstat", "qacct", "qdel"):
-        wrapper = bin_dir / command
-        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {SHIM} {command} "$@"\n')
-        wrapper.chmod(0o755)
-    log = tmp_path / "faults.log"
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SHIM_RATE": "0.3", "SHIM_LOG": str(log), "SHIM_HANG": "6"}
+    env, log = shim_env(tmp_path, SHIM, COMMANDS), tmp_path / "faults.log"
     kinds = populate(ge_root, ledger, 24)
     for i in range(runs):
         result = run(ge_root, "--command-timeout", "2", env=env)
@@ -181,3 +176,22 @@ def test_scheduler_faults_at_30_percent(ge_root: Path, ledger: Path, tmp_path: P
     for expected in ("qsub fail-after-create", "qsub garble", "qsub truncate", "qstat hang", "qstat truncate", "qacct error"):
         assert expected in seen, f"the fault {expected!r} was never injected; raise RECONCILE_FAULT_RUNS"
     print(f"\nscheduler faults on Grid Engine: {runs} runs, {len(log.read_text().splitlines())} faults, {tally}")
+
+
+def test_kills_and_scheduler_faults_at_once_on_the_real_cell(ge_root: Path, ledger: Path, tmp_path: Path) -> None:
+    # A kill between qsub and the record leaves a claim; a failed qstat -j then hides its job's token. Slow
+    # jobs keep such a job in qstat past the claim's grace period, where only that query could show it.
+    runs = int(os.environ.get("RECONCILE_COMBINED_RUNS", "150"))
+    seed = int(os.environ.get("RECONCILE_KILL_SEED", str(time.time_ns() % 10**6)))
+    rng, env, log = random.Random(seed), shim_env(tmp_path, SHIM, COMMANDS), tmp_path / "faults.log"
+    kinds = populate(ge_root, ledger, 24, slow=45)
+    killed = 0
+    for i in range(runs):
+        killed += run_maybe_killed(ge_root, rng, "--batch-limit", "3", "--command-timeout", "2", env=env)
+        if i % 50 == 25:
+            kinds.update(populate(ge_root, ledger, 6, prefix=f"late{i}"))
+    sweep_until(ge_root, lambda: drained(ge_root), limit=300)
+    tally = verify(ge_root, ledger, kinds)
+    faults = log.read_text().splitlines()
+    print(f"\nkills and faults on Grid Engine (seed {seed}): {runs} runs, {killed} killed, {len(faults)} faults, {tally}")
+    assert killed >= runs // 3 and len(faults) >= runs // 4, (killed, len(faults))
