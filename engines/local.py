@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import jobroot
 from jobroot.config import positive
-from jobroot.engine import Ending, Observation, Setting, State, Status, SubmitRefused, SubmitUnknown
+from jobroot.engine import Bundling, Ending, Observation, Setting, State, Status, SubmitRefused, SubmitUnknown
 from jobroot.folders import EXIT_RECORD, RUN_LOCK, Submitted, crash_point
 
 # -I: the job folder is the working directory, and nothing in it may shadow a module we import.
@@ -70,6 +70,13 @@ class LocalEngine:
             return str(runner.pid)
         finally:
             os.close(fd)
+
+    def bundling(self, script: Path) -> Bundling:
+        """Any two local jobs may share a bundle: there are no directives, and no time limits."""
+        return Bundling("")
+
+    def bundle_header(self, script: Path, members: int) -> str:
+        return ""
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         statuses: dict[str, Status] = {}

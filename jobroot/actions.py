@@ -20,6 +20,10 @@ class Actor(Protocol):
     def note(self, a: "Note") -> None: ...
     def wait(self, a: "Wait") -> None: ...
     def retry(self, a: "Retry") -> None: ...
+    def bundle(self, a: "Bundle") -> None: ...
+    def unbundle(self, a: "Unbundle") -> None: ...
+    def withdraw(self, a: "Withdraw") -> None: ...
+    def forget(self, a: "Forget") -> None: ...
 
 
 class Submit(NamedTuple):  # inbox -> pending, then start it
@@ -34,27 +38,32 @@ class Submit(NamedTuple):  # inbox -> pending, then start it
         return f"submit inbox/{printable(self.name)} (moving it to pending/{chained})"
 
 
-class Launch(NamedTuple):  # a claimed pending folder that was never started
+class Launch(NamedTuple):  # a claimed pending folder (or bundle: members given) that was never started
     name: str
     after: tuple[str, ...] = ()  # upstream folders (submitted, still active) the batch system is to wait for
+    members: tuple[str, ...] = ()  # for a bundle (bundles/NAME): the pending folders it runs, in place order
 
     def to(self, actor: Actor) -> None:
         actor.launch(self)
 
     def describe(self) -> str:
-        return f"submit pending/{printable(self.name)} (claimed by an earlier run, never started)"
+        where = (
+            f"bundles/{self.name} (running {len(self.members)} folders)" if self.members else f"pending/{printable(self.name)}"
+        )
+        return f"submit {where} (claimed by an earlier run, never started)"
 
 
-class Adopt(NamedTuple):  # a claimed pending folder the engine did start: record its id
+class Adopt(NamedTuple):  # a claimed pending folder (or bundle) the engine did start: record its id
     name: str
     job_id: str
     submitted: Optional[float] = None  # when the batch system received it, if it says
+    bundle: bool = False  # name is a bundle's, in bundles/
 
     def to(self, actor: Actor) -> None:
         actor.adopt(self)
 
     def describe(self) -> str:
-        return f"record job {self.job_id} for pending/{printable(self.name)}"
+        return f"record job {self.job_id} for {'bundles' if self.bundle else 'pending'}/{printable(self.name)}"
 
 
 class Finish(NamedTuple):  # pending -> complete; reason set for a failure
@@ -130,4 +139,49 @@ class Wait(NamedTuple):  # an inbox folder waits for the jobs its after file nam
         return f"{printable(self.name)}: {self.reason}"
 
 
-Action = Union[Submit, Launch, Adopt, Finish, Cancel, Reject, Note, Wait, Retry]
+class Bundle(NamedTuple):  # inbox -> pending for each, then one scheduler job runs them one after another
+    names: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+    def to(self, actor: Actor) -> None:
+        actor.bundle(self)
+
+    def describe(self) -> str:
+        return f"submit {', '.join(f'inbox/{printable(n)}' for n in self.names)} as one bundle (moving them to pending/)"
+
+
+class Unbundle(NamedTuple):  # a member its bundle never started: back to inbox/ to run in a later one
+    name: str
+    why: str
+
+    def to(self, actor: Actor) -> None:
+        actor.unbundle(self)
+
+    def describe(self) -> str:
+        return f"move pending/{printable(self.name)} back to inbox/: {self.why}"
+
+
+class Withdraw(NamedTuple):  # a cancel file in a member its bundle has not started: it never starts
+    name: str
+
+    def to(self, actor: Actor) -> None:
+        actor.withdraw(self)
+
+    def describe(self) -> str:
+        return f"cancel pending/{printable(self.name)} before its bundle starts it (a file named cancel is in it)"
+
+
+class Forget(NamedTuple):  # a bundle whose job has ended and which runs no member any more: remove its folder
+    name: str
+
+    def to(self, actor: Actor) -> None:
+        actor.forget(self)
+
+    def describe(self) -> str:
+        return f"remove bundles/{self.name}: its job ended and every member has its verdict"
+
+
+Action = Union[Submit, Launch, Adopt, Finish, Cancel, Reject, Note, Wait, Retry, Bundle, Unbundle, Withdraw, Forget]

@@ -12,7 +12,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 from jobroot import __version__
 from jobroot import folders as fs
-from jobroot.config import DEFAULTS, Options, UsageError, count, resolve, seconds
+from jobroot.config import DEFAULTS, Options, UsageError, count, positive, resolve, seconds
 from jobroot.engine import ENGINES, Setting, engine_class
 from jobroot.log import LEVELS, Log
 from jobroot.model import Entry
@@ -121,6 +121,12 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
         metavar="N",
         help="submit a job again, up to N times, when the infrastructure ended it (a failed node, a reboot; default 0)",
     )
+    add(
+        "--bundle",
+        type=positive,
+        metavar="N",
+        help="run up to N waiting folders with the same directives in one scheduler job, each still its own job (default 1)",
+    )
     add("--dry-run", action="store_true", help="print what a sweep would do; change nothing")
     add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
     add("--json", action="store_true", help="with --status: print JSON")
@@ -177,9 +183,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def once(root: Path, opts: Options, args: argparse.Namespace, stop: Any = None) -> int:
     """One sweep; an empty root costs two listings and nothing else (no lock, no engine, no imports)."""
-    if not fs.any_entry(root / fs.PENDING) and not fs.any_entry(root / fs.INBOX):
+    if fs.idle(root):
         return 0
-    from jobroot.sweep import StopFlag, sweep
+    from jobroot.act import StopFlag
+    from jobroot.sweep import sweep
 
     return sweep(root, opts, Log(root, args.verbose, args.log_level), stop or StopFlag(), args.dry_run)
 
@@ -191,7 +198,7 @@ def watch(root: Path, opts: Options, args: argparse.Namespace) -> int:
     """
     import signal
 
-    from jobroot.sweep import StopFlag
+    from jobroot.act import StopFlag
 
     stop = StopFlag()
     signal.signal(signal.SIGTERM, stop.request)
@@ -235,15 +242,18 @@ def show_status(root: Path, opts: Options, as_json: bool) -> int:
     from jobroot.config import load_engine
     from jobroot.engine import EngineError, Observation
     from jobroot.folders import Submitted
-    from jobroot.observe import Stages, scan_inbox, scan_pending
+    from jobroot.observe import Stages, scan_bundles, scan_inbox, scan_pending
     from jobroot.plan import Verdict, Waiting, chained
     from jobroot.status import complete_entry, inbox_entries, pending_entries, render_json, render_table
 
     engine = load_engine(opts)
     records: dict[str, Optional[Submitted]] = {}
-    for p in scan_pending(root):
+    pending = scan_pending(root)
+    for p in pending:
         records[p.name] = p.record
-    live = [r for r in records.values() if r and r.engine == engine.name]
+    bundles = {b.name: b.record for b in scan_bundles(root)}
+    members = {p.name: (p.member, bundles.get(p.member.member.bundle)) for p in pending if p.member is not None}
+    live = [r for r in (*records.values(), *bundles.values()) if r and r.engine == engine.name]
     obs = None
     code = 0
     if live:
@@ -260,7 +270,7 @@ def show_status(root: Path, opts: Options, as_json: bool) -> int:
             action = chained(f, obs or Observation(), set(), engine.dependencies, engine.name)
             if isinstance(action, Wait):
                 inbox[i] = f._replace(verdict=Verdict.WAIT, reason=action.reason, waiting=Waiting.UPSTREAM)
-    entries = inbox_entries(inbox) + [_attempt(root, e) for e in pending_entries(root, records, obs)]
+    entries = inbox_entries(inbox) + [_attempt(root, e) for e in pending_entries(root, records, obs, (), members)]
     entries += [e for e in (complete_entry(root, n) for n in fs.names(root / fs.COMPLETE)) if e]
     sys.stdout.write(render_json(entries, now) if as_json else render_table(entries, now))
     return code

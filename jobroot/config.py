@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "breaker": 5,
     "breaker_cooldown": 900.0,
     "retries": 0,
+    "bundle": 1,
 }
 
 
@@ -39,6 +40,7 @@ class Options(NamedTuple):
     breaker: int
     breaker_cooldown: float
     retries: int  # submit again a job the infrastructure ended (a lost node, a reboot), this many times at most
+    bundle: int  # the most job folders one scheduler job runs (1: each its own job)
     # The engine's own settings, as recorded or given: parsed by load_engine, so that a run with
     # nothing to do never imports an engine module.
     settings: Mapping[str, Any]
@@ -139,6 +141,7 @@ def resolve(root: Path, given: dict[str, Any], setup_first: bool = False) -> Opt
             int(merged["breaker"]),
             float(merged["breaker_cooldown"]),
             int(merged["retries"]),
+            positive(str(merged["bundle"])),
             {k: v for k, v in merged.items() if k not in DEFAULTS},
             frozenset(given),
             str(root / fs.CONFIG),

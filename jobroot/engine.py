@@ -104,6 +104,15 @@ class SubmitUnknown(EngineError):
     """The submission may or may not have happened (a timeout, a lost answer): resolve as after a crash."""
 
 
+class Bundling(NamedTuple):
+    """How a job may share a scheduler job with others (--bundle): an engine's reading of its job.sh."""
+
+    key: str  # jobs share a bundle only with the same key: their directives, as the batch system reads them
+    limit: Optional[int] = None  # the job's own time limit in seconds (None: it gives none)
+    shown: str = ""  # that limit as the job.sh gives it, for a verdict
+    most: int = 0  # at most this many to a bundle (a bigger one was refused); 0: --bundle decides
+
+
 class Setting(NamedTuple):
     """One option an engine takes: `--flag` on the command line, `name` in reconcile.json."""
 
@@ -141,6 +150,18 @@ class Engine(Protocol):
 
         why: the verdict that made the sweep end them (a stuck job), for an engine to keep with them.
         """
+
+
+class Bundles(Protocol):
+    """What an engine adds to take bundles (--bundle): found by getattr, so an engine without it runs each
+    folder as its own job."""
+
+    def bundling(self, script: Path) -> Optional[Bundling]:
+        """How this job.sh may share a scheduler job; None when it never may (an array, a job that waits)."""
+
+    def bundle_header(self, script: Path, members: int) -> str:
+        """The directive lines of a bundle of `members` jobs like this one: its directives, with a time limit
+        for all of them one after another."""
 
 
 class EngineClass(Protocol):

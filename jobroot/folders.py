@@ -25,6 +25,7 @@ STATUS_TXT = "status.txt"
 STATUS_JSON = "status.json"
 STATUS_HTML = "status.html"
 RECENT_FILE = ".status-recent.json"  # the latest endings, carried from run to run
+BUNDLES = "bundles"  # --bundle: one folder per scheduler job that runs several job folders (see jobroot/bundle.py)
 
 # ---------------------------------------------------------------- names in a job folder
 SCRIPT = "job.sh"  # the job; every other file travels with it
@@ -39,7 +40,11 @@ RUN_LOCK = "job_lock"  # local engine: held (flock) by every process of a runnin
 CLAIM = "job_claim.json"  # slurm engine: written just before sbatch, to find a job whose id was never recorded
 HISTORY = "job_history"  # helper files of earlier runs of a folder, in numbered subfolders
 ATTEMPTS = "job_attempts.json"  # --retries: each earlier attempt the infrastructure ended (kept across set-asides)
-HELPERS = (RECORD, CLAIM, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK)
+MEMBER = "job_bundle.json"  # a bundle member: which bundle runs it, and its place (written before the bundle is)
+STARTED = "job_started"  # a bundle member: taken (hard link, never replaced) by the one runner that starts it, or a cancel
+MOST = "job_bundle_most"  # kept: a bundle with this folder was refused for its size; at most this many to one now
+# MEMBER first: once it is set aside, no bundle's runner can start the folder.
+HELPERS = (MEMBER, RECORD, CLAIM, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK, STARTED)
 SET_ASIDE = (*HELPERS, CANCEL, ATTEMPTS)  # a folder run afresh: an old cancel request and attempt count go too
 
 _NAME_MAX = 255
@@ -258,9 +263,21 @@ def names(folder: Path) -> list[str]:
     return sorted((n for n in os.listdir(folder) if not n.startswith(".")), key=os.fsencode)
 
 
-def any_entry(folder: Path) -> bool:
-    """Does folder hold anything not hidden? Stops at the first such entry."""
-    with os.scandir(folder) as entries:
+def idle(root: Path) -> bool:
+    """Is there nothing to do in the root: inbox/, pending/ and bundles/ (if there is one) empty?"""
+    return not any_entry(root / PENDING) and not any_entry(root / INBOX) and not any_entry(root / BUNDLES, missing=False)
+
+
+def any_entry(folder: Path, missing: Optional[bool] = None) -> bool:
+    """Does folder hold anything not hidden? Stops at the first such entry. missing: the answer for a folder
+    that does not exist (None: that is an error)."""
+    try:
+        entries = os.scandir(folder)
+    except FileNotFoundError:
+        if missing is None:
+            raise
+        return missing
+    with entries:
         return any(not e.name.startswith(".") for e in entries)
 
 

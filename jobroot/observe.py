@@ -6,11 +6,14 @@
 import os
 import stat
 from pathlib import Path
-from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Callable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
+from jobroot import bundle
 from jobroot import folders as fs
 from jobroot.chains import Upstream, find_cycle, locate, read_after
+from jobroot.engine import Bundling
 from jobroot.folders import Submitted, printable
+from jobroot.packing import BundleFolder
 from jobroot.plan import InboxFolder, PendingFolder, Verdict, Waiting
 
 
@@ -25,9 +28,26 @@ def scan_pending(root: Path) -> list[PendingFolder]:
         path = f"{base}/{name}"  # per job per run: plain strings, not os.path.join or Path
         cancel = os.path.lexists(f"{path}/{fs.CANCEL}")
         try:
-            found.append(PendingFolder(name, fs.read_record(path), cancel=cancel))
+            record = fs.read_record(path)
+            found.append(PendingFolder(name, record, cancel=cancel, member=bundle.look(path) if record is None else None))
         except ValueError as e:
             found.append(PendingFolder(name, None, problem=str(e), cancel=cancel))
+    return found
+
+
+def scan_bundles(root: Path) -> list[BundleFolder]:
+    """Every folder in bundles/ (--bundle) with its record; none when bundles/ does not exist."""
+    try:
+        with os.scandir(root / fs.BUNDLES) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        try:
+            found.append(BundleFolder(name, fs.read_record(root / fs.BUNDLES / name)))
+        except ValueError as e:
+            found.append(BundleFolder(name, None, problem=str(e)))
     return found
 
 
@@ -55,9 +75,16 @@ class Stages(NamedTuple):
 
 
 def scan_inbox(
-    root: Path, names: Sequence[str], settle: float, now: float, shared: bool = False, stages: Optional[Stages] = None
+    root: Path,
+    names: Sequence[str],
+    settle: float,
+    now: float,
+    shared: bool = False,
+    stages: Optional[Stages] = None,
+    bundling: Optional[Callable[[Path], Optional[Bundling]]] = None,
 ) -> Iterator[InboxFolder]:
-    """The named inbox folders in order, each looked at only when the plan asks for it."""
+    """The named inbox folders in order, each looked at only when the plan asks for it (bundling: with --bundle,
+    the engine's reading of how a ready folder may share a scheduler job)."""
     for name in names:
         path = root / fs.INBOX / name
         try:
@@ -69,8 +96,20 @@ def scan_inbox(
                 name, Verdict.NOTE, "a symbolic link, not a folder: never submitted (replace it with the folder itself)"
             )
         elif stat.S_ISDIR(info.st_mode):
-            yield judge_inbox_folder(path, settle, now, shared, info, stages)._replace(since=info.st_ctime)
+            folder = judge_inbox_folder(path, settle, now, shared, info, stages)._replace(since=info.st_ctime)
+            if bundling is not None and folder.verdict == Verdict.READY:
+                folder = folder._replace(bundling=_with_most(path, bundling(path / fs.SCRIPT)))
+            yield folder
         # plain files are not jobs
+
+
+def _with_most(path: Path, form: Optional[Bundling]) -> Optional[Bundling]:
+    """The engine's reading, with the cap a refused bundle left in the folder (job_bundle_most)."""
+    try:
+        most = int((path / fs.MOST).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return form
+    return form._replace(most=max(most, 1)) if form is not None else None
 
 
 def judge_inbox_folder(

@@ -5,13 +5,15 @@
 
 import enum
 import time
-from typing import Iterable, NamedTuple, Optional, Protocol, Sequence
+from typing import Iterable, Mapping, NamedTuple, Optional, Protocol, Sequence
 
-from jobroot.actions import Action, Adopt, Cancel, Finish, Launch, Note, Reject, Retry, Submit, Wait
+from jobroot.actions import Action, Adopt, Bundle, Cancel, Finish, Forget, Launch, Note, Reject, Retry, Submit, Wait
+from jobroot.bundle import Seen
 from jobroot.chains import Upstream
-from jobroot.engine import Ending, Observation, State, Status
+from jobroot.engine import Bundling, Ending, Observation, State, Status
 from jobroot.folders import Attempt, Submitted, printable
 from jobroot.model import Cause
+from jobroot.packing import BundleFolder, Packer, judge_member
 
 GRACE = 600.0  # seconds a submitted job may go unreported before it is called a problem
 CANCELLED = "The job was cancelled at the user's request (a file named cancel is in its folder)."
@@ -52,6 +54,7 @@ class PendingFolder(NamedTuple):
     cancel: bool = False  # the user put a file named cancel into the folder
     attempts: tuple[Attempt, ...] = ()  # earlier attempts the infrastructure ended (read where it matters)
     after: tuple[Upstream, ...] = ()  # the jobs its after file names (read where it matters: claimed or failed)
+    member: Optional[Seen] = None  # a bundle member (no record of its own): its note, start and ending
 
 
 class InboxFolder(NamedTuple):
@@ -61,6 +64,7 @@ class InboxFolder(NamedTuple):
     waiting: Optional[Waiting] = None  # for Verdict.WAIT: why
     since: Optional[float] = None  # the folder's change time, for the status display
     after: tuple[Upstream, ...] = ()  # the jobs its after file names, where each stands
+    bundling: Optional[Bundling] = None  # with --bundle: how it may share a scheduler job (None: it may not)
 
 
 def plan(
@@ -72,15 +76,27 @@ def plan(
     now: float = 0.0,
     dependencies: bool = False,
     retries: int = 0,
+    bundles: Sequence[BundleFolder] = (),
+    bundle: int = 1,
 ) -> list[Action]:
     """Decide every action of one sweep. Pure: facts in, actions out; `inbox` is consumed only as far as needed.
 
     dependencies: the engine starts a job once jobs it names have ended well (Slurm's afterok), so a
     folder is submitted as soon as every job it waits for has been; otherwise it waits for them to end.
+    bundles: the folders in bundles/; bundle: --bundle, the most folders one scheduler job runs.
     """
     actions: list[Action] = []
-    rules = Rules(obs, engine, batch_limit, now, dependencies, retries)
+    rules = Rules(obs, engine, batch_limit, now, dependencies, retries, {b.name: b for b in bundles})
     starts = 0  # launches and retries: each is a start, counted against the limit and the room
+    members: dict[str, list[tuple[int, str]]] = {}
+    for p in pending:
+        if p.member is not None:
+            members.setdefault(p.member.member.bundle, []).append((p.member.member.place, p.name))
+    for b in bundles:
+        action = rules.bundle(b, tuple(n for _, n in sorted(members.get(b.name, []))))
+        if action is not None:
+            actions.append(action)
+            starts += isinstance(action, Launch)
     for p in pending:
         action = rules.pending(p, starts)
         if action is not None:
@@ -90,6 +106,7 @@ def plan(
     if room <= 0:
         return actions
     submitted: set[str] = set()
+    packer = Packer(bundle)
     for folder in inbox:
         if folder.verdict == Verdict.BAD:
             actions.append(Reject(folder.name, folder.reason))
@@ -97,13 +114,21 @@ def plan(
             actions.append(Note(folder.name, folder.reason))
         elif folder.verdict == Verdict.READY:
             action = chained(folder, obs, submitted, dependencies, engine)
-            actions.append(action)
-            if isinstance(action, Submit):
+            if bundle > 1 and folder.bundling is not None and isinstance(action, Submit) and not action.after:
+                full = packer.add(folder.name, folder.bundling)  # a bundled folder is never handed to a chain
+                if full is None:
+                    if packer.waiting >= room * bundle:
+                        break
+                    continue
+                action = full
+            elif isinstance(action, Submit):
                 submitted.add(folder.name)
+            actions.append(action)
+            if isinstance(action, (Submit, Bundle)):
                 room -= 1
                 if room == 0:
                     break
-    return actions
+    return actions + packer.flush(room)
 
 
 class Rules(NamedTuple):
@@ -115,12 +140,15 @@ class Rules(NamedTuple):
     now: float
     dependencies: bool
     retries: int
+    bundles: Mapping[str, BundleFolder]
 
     def pending(self, p: PendingFolder, starts: int) -> Optional[Action]:
         """What to do with one pending folder; starts: launches and retries decided so far (each is a start)."""
         obs = self.obs
         if p.problem:
             return Note(p.name, f"{p.problem}; fix or remove it by hand", problem=True)
+        if p.member is not None:
+            return self.member(p, p.member, starts)
         if p.record is None:
             return self.claimed(p)
         if p.record.engine != self.engine:
@@ -132,14 +160,50 @@ class Rules(NamedTuple):
         if p.cancel and status is not None and status.state is State.ACTIVE:
             return Cancel(p.name, p.record)
         if status is None or status.state is State.UNKNOWN:
-            late = self.now - p.record.submitted > GRACE
-            message = f"job {p.record.job_id} not reported by the {self.engine} engine; waiting"
-            return Note(p.name, message + (" (for a long time now: check it)" if late else ""), problem=late)
+            return self.unreported(p.name, p.record, "job")
         if status.state is State.DONE:
             return Finish(p.name)
         if status.state is State.FAILED:
             return self.failed(p, p.record, status, starts)
         return None  # active: keep waiting
+
+    def member(self, p: PendingFolder, seen: Seen, starts: int) -> Optional[Action]:
+        """A folder a bundle runs: its own verdict as soon as it has one; back to waiting if the bundle never started it."""
+        bundle = self.bundles.get(seen.member.bundle)
+        record = bundle.record if bundle is not None else None
+        status = self.obs.statuses.get(record.job_id) if record is not None else None
+        judged = judge_member(seen, p.cancel, bundle, status, self.engine)
+        if judged is None or not isinstance(judged, Status):
+            return judged._replace(name=p.name) if judged is not None else None
+        if judged.state is State.DONE:
+            return Finish(p.name)
+        gone = Submitted(self.engine, record.job_id if record else "", record.submitted if record else 0.0, "")
+        return self.failed(p, gone, judged, starts)
+
+    def bundle(self, b: BundleFolder, members: tuple[str, ...]) -> Optional[Action]:
+        """A bundle's own folder: start it, record the job found for it, or remove it once it has ended and runs no one."""
+        if b.problem:
+            return Note(f"bundles/{b.name}", f"{b.problem}; fix or remove it by hand", problem=True)
+        if b.name in self.obs.found:
+            return Adopt(b.name, self.obs.found[b.name], self.obs.submitted.get(b.name), bundle=True)
+        if b.record is None:
+            if b.name in self.obs.unsure:
+                return None
+            if not members:
+                return Forget(b.name)  # made by a run killed before any member was noted: nothing to run
+            return Launch(b.name, members=members) if self.batch_limit > 0 else None
+        status = self.obs.statuses.get(b.record.job_id)
+        if status is not None and status.state in (State.DONE, State.FAILED) and not members:
+            return Forget(b.name)
+        if status is not None and status.state is not State.UNKNOWN:
+            return None
+        return self.unreported(f"bundles/{b.name}", b.record, "bundle job")
+
+    def unreported(self, name: str, record: Submitted, what: str) -> Note:
+        """A job the engine did not report: waited for, and said to a person once it has been so too long."""
+        late = self.now - record.submitted > GRACE
+        message = f"{what} {record.job_id} not reported by the {self.engine} engine; waiting"
+        return Note(name, message + (" (for a long time now: check it)" if late else ""), problem=late)
 
     def claimed(self, p: PendingFolder) -> Optional[Action]:
         """A folder claimed by a run that never recorded a job id: adopt the job the engine found, or start it."""

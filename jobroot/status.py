@@ -12,9 +12,10 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from jobroot import folders as fs
+from jobroot.bundle import Seen
 from jobroot.engine import Observation, State
 from jobroot.folders import Submitted, printable
 from jobroot.model import ORDER, Entry, Phase, age, counts, summary
@@ -42,12 +43,20 @@ def inbox_entries(folders: Iterable[InboxFolder]) -> list[Entry]:
 
 
 def pending_entries(
-    root: Path, records: dict[str, Optional[Submitted]], obs: Optional[Observation], fresh: Iterable[str] = ()
+    root: Path,
+    records: dict[str, Optional[Submitted]],
+    obs: Optional[Observation],
+    fresh: Iterable[str] = (),
+    members: Optional[Mapping[str, tuple[Seen, Optional[Submitted]]]] = None,
 ) -> list[Entry]:
-    """fresh: folders submitted after `obs` was taken (by the sweep writing the files): queued, not unknown."""
+    """fresh: folders submitted after `obs` was taken (by the sweep writing the files): queued, not unknown.
+    members: bundle members (no record of their own): their note and start, and their bundle's record."""
     entries = []
     fresh = set(fresh)
     for name, record in records.items():
+        if members and name in members:
+            entries.append(_member(name, *members[name], obs, fresh))
+            continue
         if record is None:
             entries.append(Entry(name, Phase.SUBMITTING, "", _ctime(root / fs.PENDING / name)))
             continue
@@ -64,6 +73,22 @@ def pending_entries(
             state, reason = (Phase.FAILED, status.reason.split("\n", 1)[0])
         entries.append(Entry(name, state, record.job_id, record.submitted, reason))
     return entries
+
+
+def _member(name: str, seen: Seen, record: Optional[Submitted], obs: Optional[Observation], fresh: set[str]) -> Entry:
+    """A bundle member: as its bundle job stands, running once its runner has started it."""
+    m = seen.member
+    where = f"member {m.place} of {m.of} of bundle " + (f"job {record.job_id}" if record else f"{m.bundle} (being submitted)")
+    if record is None:
+        return Entry(name, Phase.SUBMITTING, "", None, where)
+    status = obs.statuses.get(record.job_id) if obs else None
+    if seen.started:
+        phase = Phase.RUNNING
+    elif status is not None and status.state is State.ACTIVE or m.bundle in fresh:
+        phase = Phase.QUEUED
+    else:
+        phase = Phase.UNKNOWN
+    return Entry(name, phase, record.job_id, record.submitted, where)
 
 
 def complete_entry(root: Path, name: str) -> Optional[Entry]:

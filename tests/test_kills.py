@@ -97,7 +97,41 @@ def test_kill_at_every_step_boundary(root: Path, ledger: Path, step: str) -> Non
     verify(root, ledger, kinds)
 
 
-def test_kill_at_random_instants(root: Path, ledger: Path) -> None:
+BUNDLE_STEPS = [
+    "bundle-made",
+    "member-noted",
+    "member-noted@2",
+    "runner-written",
+    "bundle/engine-call",
+    "bundle/launched",
+    "bundle/recorded",
+    "finish/error-written",
+    "finish/completed",
+]
+
+
+@pytest.mark.parametrize("step", BUNDLE_STEPS)
+def test_kill_at_every_step_of_a_bundle(root: Path, ledger: Path, step: str) -> None:
+    kinds = populate(root, ledger, 8)
+    kills = 0
+    for _ in range(60):
+        result = run(root, "--slots", "2", "--bundle", "3", env={"RECONCILE_CRASH_AT": step})
+        if result.returncode == -9:
+            kills += 1
+        else:
+            assert result.returncode == 0, result.stderr
+            if not os.listdir(root / "inbox") and not os.listdir(root / "pending"):
+                break
+        time.sleep(0.02)
+    assert kills, "the crash point was never reached"
+    drain(root, "--slots", "2", "--bundle", "3")
+    verify(root, ledger, kinds)
+    assert run(root, "--bundle", "3").returncode == 0  # the sweep after the last verdicts removes what is left
+    assert os.listdir(root / fs.BUNDLES) == []
+
+
+@pytest.mark.parametrize("bundle", ["1", "4"])
+def test_kill_at_random_instants(root: Path, ledger: Path, bundle: str) -> None:
     runs = int(os.environ.get("RECONCILE_KILL_RUNS", "300"))
     seed = int(os.environ.get("RECONCILE_KILL_SEED", str(time.time_ns() % 10**6)))
     print(f"random kills: seed {seed} (replay with RECONCILE_KILL_SEED={seed})")  # first: a failure can be replayed
@@ -105,16 +139,17 @@ def test_kill_at_random_instants(root: Path, ledger: Path) -> None:
     kinds = populate(root, ledger, 40)
     killed = 0
     for i in range(runs):
-        proc = subprocess.Popen([*RECONCILE, "-r", str(root), "--slots", "6", "--batch-limit", "4"], stderr=subprocess.PIPE)
+        args = ["--slots", "6", "--batch-limit", "4", "--bundle", bundle]
+        proc = subprocess.Popen([*RECONCILE, "-r", str(root), *args], stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.0, 0.12))
         proc.kill()
         killed += proc.wait(timeout=60) == -9
         if i % 10 == 0:  # new work keeps arriving while runs are being killed
             extra = populate_one(root, ledger, i)
             kinds[extra] = "ok"
-    drain(root, "--slots", "6")
+    drain(root, "--slots", "6", "--bundle", bundle)
     verify(root, ledger, kinds)
-    print(f"random kills: {runs} runs, {killed} killed before they exited, {len(kinds)} jobs, 0 lost, 0 twice")
+    print(f"random kills (--bundle {bundle}): {runs} runs, {killed} killed before they ended, {len(kinds)} jobs, 0 lost, 0 twice")
     assert killed >= runs // 4, f"only {killed} of {runs} runs were killed before they ended: the kills missed"
 
 

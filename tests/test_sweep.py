@@ -10,11 +10,11 @@ import pytest
 from conftest import make_job, run
 
 from jobroot import folders as fs
+from jobroot.act import StopFlag, Sweep
 from jobroot.actions import Submit
 from jobroot.engine import Observation, SubmitRefused, SubmitUnknown
 from jobroot.folders import Submitted
 from jobroot.log import Log
-from jobroot.sweep import StopFlag, Sweep
 
 pytestmark = pytest.mark.local
 
