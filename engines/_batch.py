@@ -251,6 +251,36 @@ def directive_words(script: Path, prefix: str, stop_at_command: bool) -> list[st
     return words
 
 
+def directive_lines(script: Path, prefix: str, stop_at_command: bool) -> list[str]:
+    """job.sh's directive lines as written (for a bundle's job.sh, which asks for what its members ask)."""
+    try:
+        text = script.read_text(errors="replace")
+    except OSError:
+        return []
+    lines = []
+    for line in text.splitlines():
+        if stop_at_command and line.strip() and not line.lstrip().startswith("#"):
+            break
+        if line.startswith(prefix):
+            lines.append(line)
+    return lines
+
+
+BUNDLE_SLACK = 60  # seconds a bundle asks for beyond its members' own limits: the runner's own steps
+
+
+def bundle_time(limit: Optional[int], members: int) -> Optional[int]:
+    """What a bundle asks for: its members' own limits one after another, and a little for the runner."""
+    return None if limit is None else limit * members + BUNDLE_SLACK
+
+
+def hms(seconds: int) -> str:
+    """Seconds as `[D-]HH:MM:SS`, which sbatch reads; qsub's h_rt takes the same without days."""
+    days, rest = divmod(seconds, 86400)
+    clock = f"{rest // 3600:02}:{rest % 3600 // 60:02}:{rest % 60:02}"
+    return f"{days}-{clock}" if days else clock
+
+
 def task_ranges(spec: str) -> list[range]:
     """The task ids `1-3:1`, `1,3,5-9`, `4-98:2` name, as ranges (an array may have millions of tasks);
     of a list cut short (`1-3,7...`), those it still shows."""

@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 from typing import Mapping, Optional
 
-from jobroot.engines._batch import directive_words
+from jobroot.engine import Bundling
+from jobroot.engines._batch import bundle_time, directive_lines, directive_words, hms
 
 # What a sweep inherits must not change what Slurm's commands print or what sbatch submits: these
 # variables (SLURM_TIME_FORMAT, SBATCH_PARTITION, SQUEUE_ACCOUNT, an scrontab job's own SLURM_*, ...) are
@@ -71,6 +72,46 @@ def full_name(word: str) -> str:
 def _spells(name: str, option: str) -> bool:
     """Is `--name` the option, or an abbreviation of it sbatch would take (three letters or more)?"""
     return name == option or (len(name) >= 3 and option.startswith(name))
+
+
+# Options a job that shares a scheduler job with others may not have: its own array, or waiting in sbatch.
+_ALONE = ("array", "wait", "dependency")
+
+
+def bundling(script: Path) -> Optional[Bundling]:
+    """How a Slurm job may share a bundle: with jobs whose #SBATCH words are the same, word for word; never
+    an array or a job that waits; never one whose --time sbatch would read otherwise than this does."""
+    words = sbatch_words(script)
+    if any(user_sets(words, option) for option in _ALONE):
+        return None
+    given = option_value(words, "time")
+    limit = slurm_seconds(given) if given else None
+    if given and limit is None:
+        return None
+    return Bundling("\0".join(words), limit, given or "")
+
+
+def bundle_header(script: Path, members: int) -> str:
+    """The #SBATCH lines of a bundle of such jobs: theirs, then a --time for all of them (sbatch takes the last)."""
+    lines = directive_lines(script, "#SBATCH", stop_at_command=True)
+    form = bundling(script)
+    total = bundle_time(form.limit if form else None, members)
+    return "\n".join([*lines, *([f"#SBATCH --time={hms(total)}"] if total else [])])
+
+
+def slurm_seconds(text: str) -> Optional[int]:
+    """A --time as sbatch reads it (`M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) in seconds; None for
+    UNLIMITED or anything else."""
+    days, dash, clock = text.strip().rpartition("-")
+    parts = clock.split(":")
+    if not all(p.isdigit() for p in parts) or (dash and not days.isdigit()) or len(parts) > 3:
+        return None
+    numbers = [int(p) for p in parts]
+    if dash:  # D-H, D-H:M, D-H:M:S
+        h, m, s = (numbers + [0, 0])[:3]
+    else:  # M, M:S, H:M:S
+        h, m, s = numbers if len(numbers) == 3 else (0, *(numbers + [0])[:2])
+    return ((int(days or 0) * 24 + h) * 60 + m) * 60 + s
 
 
 def sbatch_defaults(text: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Optional, Sequence
 
 from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
-from jobroot.engine import CommandFailed, Ending, EngineError, Observation, State, Status
+from jobroot.engine import Bundling, CommandFailed, Ending, EngineError, Observation, State, Status
 from jobroot.engines import _batch
 from jobroot.engines._batch import (
     CLAIM_SLACK,
@@ -87,6 +87,24 @@ class GridEngine:
         token = "" if "-A" in _options(job_dir / "job.sh") else f"jobroot-{secrets.token_hex(8)}"
         argv = ["qsub", "-terse", "-cwd", *(["-A", token] if token else []), "job.sh"]
         return _batch.submit(job_dir, argv, self.run, self.timeout, self.env, parse_qsub_id, classify_refusal, token)
+
+    def bundling(self, script: Path) -> Optional[Bundling]:
+        """With jobs whose #$ words are the same, word for word; never an array or a job that waits."""
+        words = _options(script)
+        if any(w in words for w in ("-t", "-sync", "-hold_jid", "-hold_jid_ad")):
+            return None
+        given = next((m.group(1) for w in words if (m := _H_RT.search(w))), None)
+        limit = _seconds(given) if given else None
+        return None if given and limit is None else Bundling("\0".join(words), limit, given or "")
+
+    def bundle_header(self, script: Path, members: int) -> str:
+        """Their #$ lines with h_rt for all of them one after another, and bash for the bundle's runner."""
+        form = self.bundling(script)
+        total = _batch.bundle_time(form.limit if form else None, members)
+        lines = _batch.directive_lines(script, "#$", stop_at_command=False)
+        if total:
+            lines = [_H_RT.sub(f"h_rt={total}", line) if line.startswith("#$") else line for line in lines]
+        return "\n".join([*lines, "#$ -S /bin/bash"])
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         """Ask the queue, ask accounting for what left it, ask qstat -j about the few that need more, judge
@@ -295,6 +313,18 @@ def _in_error(job: Submitted, detail: Optional[Detail]) -> Status:
         f"{why}\nThe {deleted}; fix the cause, then run the folder again (--retry-failed)."
     )
     return Status(State.FAILED, reason, ending=Ending.STUCK)
+
+
+_H_RT = re.compile(r"\bh_rt=([^,\s]+)")
+
+
+def _seconds(text: str) -> Optional[int]:
+    """h_rt as qsub reads it: seconds, or H:M:S; None for anything else."""
+    parts = text.split(":")
+    if len(parts) not in (1, 3) or not all(p.isdigit() for p in parts):
+        return None
+    h, m, s = (0, 0, int(parts[0])) if len(parts) == 1 else map(int, parts)
+    return (h * 60 + m) * 60 + s
 
 
 def _options(script: Path) -> list[str]:

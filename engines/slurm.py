@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Optional, Sequence
 
 from jobroot.config import BATCH_SETTINGS, COMMAND_TIMEOUT, parse_lookback
-from jobroot.engine import CommandFailed, EngineError, Observation, Setting, State, Status, SubmitRefused
+from jobroot.engine import Bundling, CommandFailed, EngineError, Observation, Setting, State, Status, SubmitRefused
 from jobroot.engines import _batch
 from jobroot.engines._batch import REUSED_ID, Answer, Candidate, claim_where, match_claim, read_claim
 from jobroot.engines._process import Runner, run
-from jobroot.engines._slurmenv import command_env, full_name, option_value, sbatch_words, user_sets
+from jobroot.engines._slurmenv import bundle_header, bundling, command_env, full_name, option_value, sbatch_words, user_sets
 from jobroot.engines._slurmenv import sbatch_defaults as sbatch_defaults_value
 from jobroot.engines._slurmparse import (
     KNOWN,
@@ -114,6 +114,12 @@ class SlurmEngine:
         defaults = [d for d in self.defaults if not user_sets(lines, d[2:].split("=", 1)[0])]  # job.sh's own win
         argv = ["sbatch", "--parsable", *defaults, *chain, *([f"--comment={token}"] if token else []), "job.sh"]
         return _batch.submit(job_dir, argv, self.run, self.timeout, self.env, parse_sbatch_id, classify_refusal, token, where)
+
+    def bundling(self, script: Path) -> Optional[Bundling]:
+        return bundling(script)
+
+    def bundle_header(self, script: Path, members: int) -> str:
+        return bundle_header(script, members)
 
     def observe(self, jobs: Sequence[Submitted], claimed: Sequence[Path], quick: bool = False) -> Observation:
         """One squeue and at most one sacct for each cluster in use: this host's own (always, when there is

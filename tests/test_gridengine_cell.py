@@ -195,3 +195,34 @@ def test_kills_and_scheduler_faults_at_once_on_the_real_cell(ge_root: Path, ledg
     faults = log.read_text().splitlines()
     print(f"\nkills and faults on Grid Engine (seed {seed}): {runs} runs, {killed} killed, {len(faults)} faults, {tally}")
     assert killed >= runs // 3 and len(faults) >= runs // 4, (killed, len(faults))
+
+
+def test_bundles_on_the_real_cell_give_each_folder_its_own_verdict_and_a_deleted_bundle_costs_only_its_running_member(
+    ge_root: Path, ledger: Path, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+
+    def timed(name: str, tail: str = "") -> str:  # a time limit of its own, which the bundle adds up
+        return ledger_script(ledger, name, tail).replace("\n", "\n#$ -l h_rt=0:05:00\n", 1)
+
+    make_job(ge_root, "a", timed("a"))
+    make_job(ge_root, "b", timed("b", "exit 3"))
+    make_job(ge_root, "c", timed("c", f"while [ ! -e {go} ]; do sleep 0.2; done"))
+    make_job(ge_root, "d", timed("d"))
+    sweep_until(ge_root, lambda: (ge_root / "pending" / "c" / fs.STARTED).exists(), "--bundle", "4")
+    (home,) = (ge_root / fs.BUNDLES).iterdir()
+    assert "h_rt=1260" in (home / fs.SCRIPT).read_text()  # 4 x 5 min + 1 min for the runner
+    bundle_job = fs.read_record(home).job_id  # type: ignore[union-attr]
+    subprocess.run(["qdel", bundle_job], check=True, timeout=60, capture_output=True)
+    go.touch()
+    sweep_until(ge_root, lambda: drained(ge_root), "--bundle", "4")
+    ran = dict(line.split() for line in read_ledger(ledger))
+    assert sorted(ran) == ["a", "b", "c", "d"] and ran["a"] == ran["b"] == ran["c"] == bundle_job != ran["d"]
+    assert error_of(ge_root, "a") is None and error_of(ge_root, "d") is None
+    assert (error_of(ge_root, "b") or "").startswith(
+        f"The job exited with code 3, as member 2 of 4 of gridengine bundle job {bundle_job}."
+    )
+    c = error_of(ge_root, "c") or ""
+    assert c.startswith(
+        f"The job was running as member 3 of 4 of gridengine bundle job {bundle_job} when the bundle ended: Grid Engine"
+    )

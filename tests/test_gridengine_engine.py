@@ -339,3 +339,23 @@ def test_an_array_adopted_from_qacct_is_recorded_with_its_whole_range_from_job_s
     assert dict(GridEngine(runner=runner, user="u").observe([], [path]).found) == {"arr": "9.2-10:4"}
     job = submitted(tmp_path, "9.1-3:1", token="jobroot-arr")
     assert GridEngine(runner=runner, user="u").observe([job], []).statuses["9.1-3:1"].state is State.UNKNOWN  # task 3 to come
+
+
+def test_jobs_share_a_bundle_only_with_the_same_qsub_words_and_the_bundle_asks_for_all_their_time(tmp_path: Path) -> None:
+    engine = GridEngine(runner=FakeRunner(), user="u")
+
+    def script(name: str, lines: str) -> Path:
+        (tmp_path / name).write_text(f"#!/bin/bash\n{lines}\necho run\n")
+        return tmp_path / name
+
+    a = script("a", "#$ -l h_rt=0:10:0,h_vmem=1G\n#$ -q all.q")
+    form = engine.bundling(a)
+    assert (
+        form is not None
+        and form.limit == 600
+        and form == engine.bundling(script("b", "#$ -l h_rt=0:10:0,h_vmem=1G\n#$ -q all.q"))
+    )
+    assert engine.bundling(script("c", "#$ -l h_rt=600")) != form
+    for alone in ("#$ -t 1-3", "#$ -sync y", "#$ -hold_jid 4", "#$ -l h_rt=ten"):
+        assert engine.bundling(script("d", alone)) is None, alone
+    assert engine.bundle_header(a, 3) == "#$ -l h_rt=1860,h_vmem=1G\n#$ -q all.q\n#$ -S /bin/bash"

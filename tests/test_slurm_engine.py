@@ -706,3 +706,21 @@ def test_options_that_change_how_jobs_are_followed_are_never_site_defaults(defau
 
     with pytest.raises(Exception, match="cannot be a default"):
         sbatch_defaults(f"--account=lab {default}")
+
+
+def test_jobs_share_a_bundle_only_with_the_same_sbatch_words_and_the_bundle_asks_for_all_their_time(tmp_path: Path) -> None:
+    engine = SlurmEngine(runner=FakeRunner())
+
+    def script(name: str, lines: str) -> Path:
+        (tmp_path / name).write_text(f"#!/bin/bash\n{lines}\necho run\n#SBATCH --mem=9G\n")
+        return tmp_path / name
+
+    a, b = script("a", "#SBATCH --time=10 -p short"), script("b", "#SBATCH --time=10 -p short")
+    form = engine.bundling(a)
+    assert form is not None and form == engine.bundling(b) and form.limit == 600
+    assert engine.bundling(script("c", "#SBATCH --time=10 -p long")) != form  # another partition: another bundle
+    for alone in ("#SBATCH --array=1-3", "#SBATCH --wait", "#SBATCH -d afterok:1", "#SBATCH --time=UNLIMITED"):
+        assert engine.bundling(script("d", alone)) is None, alone
+    assert engine.bundle_header(a, 3) == "#SBATCH --time=10 -p short\n#SBATCH --time=00:31:00"  # 3 x 10 min + 1 min
+    assert engine.bundle_header(script("e", "#SBATCH -t 2-0"), 2) == "#SBATCH -t 2-0\n#SBATCH --time=4-00:01:00"
+    assert engine.bundle_header(script("f", "#SBATCH -p short"), 3) == "#SBATCH -p short"  # no limit of its own
