@@ -230,29 +230,22 @@ class Answer:
 
 
 def directive_words(script: Path, prefix: str, stop_at_command: bool) -> list[str]:
-    """Every word of job.sh's directive lines (`#SBATCH`, `#$`), read once per submission.
-
-    stop_at_command: the batch system reads none after the first line that is neither blank nor a
-    comment (sbatch does; qsub reads the whole script).
-    """
-    try:
-        text = script.read_text(errors="replace")
-    except OSError:
-        return []
+    """Every word of job.sh's directive lines (`#SBATCH`, `#$`), read once per submission."""
     words: list[str] = []
-    for line in text.splitlines():
-        if stop_at_command and line.strip() and not line.lstrip().startswith("#"):
-            break
-        if line.startswith(prefix):
-            try:
-                words += shlex.split(line[len(prefix) :], comments=True)
-            except ValueError:
-                words += line[len(prefix) :].split()
+    for line in directive_lines(script, prefix, stop_at_command):
+        try:
+            words += shlex.split(line[len(prefix) :], comments=True)
+        except ValueError:
+            words += line[len(prefix) :].split()
     return words
 
 
 def directive_lines(script: Path, prefix: str, stop_at_command: bool) -> list[str]:
-    """job.sh's directive lines as written (for a bundle's job.sh, which asks for what its members ask)."""
+    """job.sh's directive lines as written (a bundle's job.sh repeats them).
+
+    stop_at_command: the batch system reads none after the first line that is neither blank nor a
+    comment (sbatch does; qsub reads the whole script).
+    """
     try:
         text = script.read_text(errors="replace")
     except OSError:
