@@ -260,11 +260,13 @@ def directive_lines(script: Path, prefix: str, stop_at_command: bool) -> list[st
 
 
 BUNDLE_SLACK = 60  # seconds a bundle asks for beyond its members' own limits: the runner's own steps
+KILL_AFTER = 30  # seconds a member past its limit has between TERM and KILL (the runner's `timeout --kill-after`)
 
 
 def bundle_time(limit: Optional[int], members: int) -> Optional[int]:
-    """What a bundle asks for: its members' own limits one after another, and a little for the runner."""
-    return None if limit is None else limit * members + BUNDLE_SLACK
+    """What a bundle asks for: its members' own limits one after another (each may take KILL_AFTER more to
+    end once past it), and a little for the runner."""
+    return None if limit is None else (limit + KILL_AFTER) * members + BUNDLE_SLACK
 
 
 def hms(seconds: int) -> str:

@@ -58,6 +58,7 @@ class Sweep:
         self.root, self.engine, self.log, self.stop = root, engine, log, stop
         self.bundles = dict(bundles or {})  # bundle name -> its record, as this run found or made them
         self.bundles_started: set[str] = set()  # bundles this run submitted or adopted
+        self.noted: dict[str, bundle.Seen] = {}  # pending name -> its note, for the folders this run bundled
         self.obs = obs or Observation()  # the engine's answer this run, for the jobs a chain waits for
         self.stages = stages or Stages(root, frozenset(), {})  # inbox/ and pending/ as this run found them
         self.ids: dict[str, str] = {}  # inbox name -> job id, for what this run submitted
@@ -240,12 +241,14 @@ class Sweep:
         (self.root / fs.BUNDLES / name).mkdir()
         fs.crash_point("bundle-made")
         members = []
-        for place, member in enumerate(a.names, 1):
-            src = self.root / fs.INBOX / member
+        for place, folder in enumerate(a.names, 1):
+            src = self.root / fs.INBOX / folder
             fs.set_aside(src)
-            dest = fs.move(src, self.root / fs.PENDING, member)
-            self.left_inbox.add(member)
-            bundle.write_member(dest, bundle.Member(name, place, len(a.names)))
+            dest = fs.move(src, self.root / fs.PENDING, folder)
+            self.left_inbox.add(folder)
+            note = bundle.Member(name, place, len(a.names))
+            bundle.write_member(dest, note)
+            self.noted[dest.name] = bundle.Seen(note)
             fs.crash_point("member-noted")
             members.append(dest.name)
         self._start_bundle(name, tuple(members))
@@ -254,7 +257,7 @@ class Sweep:
         """Write the bundle's runner (unless a killed run did) and submit it like a job folder."""
         home = self.root / fs.BUNDLES / name
         if not (home / fs.SCRIPT).exists():
-            paths = [self.root / fs.PENDING / m for m in members]
+            paths = [Path(os.path.abspath(self.root / fs.PENDING / m)) for m in members]  # as the node sees them
             script = paths[0] / fs.SCRIPT
             engine = cast(Bundles, self.engine)  # only an engine with bundling() gets bundles to start
             form = engine.bundling(script)
@@ -280,7 +283,16 @@ class Sweep:
 
     def unbundle(self, a: Unbundle) -> None:
         path = self.root / fs.PENDING / a.name
-        os.unlink(path / fs.MEMBER)  # first: no runner starts it now (a killed run leaves it claimed: run alone)
+        if not bundle.take(path, "returned"):  # a runner has it after all (or a killed run of this took it)
+            seen = bundle.look(os.fspath(path))
+            if seen is None or seen.started != "returned":
+                self.log.info(f"{printable(a.name)}: its bundle started it after all; it is judged on the next run")
+                return
+        fs.crash_point("returned")
+        if a.alone:
+            fs.write_atomic(path / fs.MOST, "1\n")
+        os.unlink(path / fs.MEMBER)  # no bundle's member now (a run killed here leaves it claimed: it runs alone)
+        os.unlink(path / fs.STARTED)
         fs.crash_point("unbundled")
         dest = fs.move(path, self.root / fs.INBOX, a.name)
         self.left_pending.add(a.name)
@@ -293,6 +305,9 @@ class Sweep:
             self.log.info(f"{printable(a.name)}: its bundle has just started it; the bundle's runner ends it")
 
     def forget(self, a: Forget) -> None:
+        if a.end:  # held, never to start (an error state): end it, or it stays in the queue for good
+            fs.crash_point("engine-call")
+            self.engine.cancel([a.end], "a bundle the batch system can never start, whose folders run elsewhere")
         shutil.rmtree(self.root / fs.BUNDLES / a.name)
         self.bundles.pop(a.name, None)
         self.log.debug(f"bundles/{a.name}: removed (its job ended; every member has its verdict)")

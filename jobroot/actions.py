@@ -156,6 +156,7 @@ class Bundle(NamedTuple):  # inbox -> pending for each, then one scheduler job r
 class Unbundle(NamedTuple):  # a member its bundle never started: back to inbox/ to run in a later one
     name: str
     why: str
+    alone: bool = False  # its bundle started none of its folders: from now on it runs as a job of its own
 
     def to(self, actor: Actor) -> None:
         actor.unbundle(self)
@@ -176,6 +177,7 @@ class Withdraw(NamedTuple):  # a cancel file in a member its bundle has not star
 
 class Forget(NamedTuple):  # a bundle whose job has ended and which runs no member any more: remove its folder
     name: str
+    end: Optional[Submitted] = None  # a bundle the batch system holds but will never start: end it first
 
     def to(self, actor: Actor) -> None:
         actor.forget(self)

@@ -91,21 +91,30 @@ def _ended(job_dir: str) -> Optional[Ended]:
         return Ended(255, "")  # written whole by rename, so only a person can have garbled it: not a success
 
 
-def take_for_cancel(job_dir: Path) -> bool:
-    """Take a member's start before any runner does, for a cancel: True when it is taken (it never starts)."""
-    tmp = job_dir / f".{fs.STARTED}.{os.getpid()}.tmp"
-    tmp.write_text("cancelled before it started\n")
+def take(job_dir: Path, who: str) -> bool:
+    """Take a member's start before any runner does (who: `cancelled`, `returned`): True when taken, so no
+    runner ever starts it; False when a runner (or an earlier take) has it."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{fs.STARTED}.", suffix=".tmp", dir=job_dir)  # unique on every host
     try:
+        os.write(fd, f"{who} by the sweep\n".encode())
+        os.close(fd)
         os.link(tmp, job_dir / fs.STARTED)
-        taken = True
+        return True
     except FileExistsError:
-        taken = False
+        return False
     finally:
-        tmp.unlink()
-    if taken:
-        fs.crash_point("cancel-taken")
-        fs.write_atomic(job_dir / fs.EXIT_RECORD, json.dumps({"status": 0, "why": "cancelled"}) + "\n")
-    return taken
+        os.unlink(tmp)
+
+
+def take_for_cancel(job_dir: Path) -> bool:
+    """Take a member's start for a cancel, and say how it ended: True when taken (it never starts)."""
+    if not take(job_dir, "cancelled"):
+        return False
+    fs.crash_point("cancel-taken")
+    fs.write_atomic(job_dir / fs.EXIT_RECORD, json.dumps({"status": 0, "why": "cancelled"}) + "\n")
+    return True
 
 
 def describe(ended: Ended) -> str:
@@ -146,8 +155,8 @@ ended() {{  # FOLDER STATUS WHY: how the member ended, written whole
 }}
 for dir in "${{members[@]}}"; do
   grep -qF "\"bundle\": \"$bundle\"" "$dir/{note}" 2>/dev/null || continue  # no longer this bundle's
-  tmp="$dir/.{started}.$$.tmp"
-  printf 'job %s on %s at %s\n' "$job" "$(hostname)" "$(date +%s)" >"$tmp" 2>/dev/null || continue
+  tmp=$(mktemp --suffix=.tmp "$dir/.{started}.XXXXXXXX" 2>/dev/null) || continue  # never another host's
+  printf 'job %s on %s at %s\n' "$job" "$(hostname)" "$(date +%s)" >"$tmp"
   if ! ln "$tmp" "$dir/{started}" 2>/dev/null; then rm -f "$tmp"; continue; fi  # started before, or cancelled
   rm -f "$tmp"
   if [ -e "$dir/{cancel}" ]; then ended "$dir" 0 cancelled; continue; fi

@@ -101,10 +101,11 @@ def _should_crash(step: str) -> bool:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write text to path so that a reader sees the old file or the new one, never a part."""
+    """Write text to path so that a reader sees the old file or the new one, never a part. Undecodable bytes
+    of a file name in it (os.fsdecode's surrogates) are written back as those bytes."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

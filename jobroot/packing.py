@@ -53,9 +53,12 @@ class Packer:
 Judged = Union[Status, Unbundle, Withdraw, None]
 
 
-def judge_member(seen: Seen, cancel: bool, bundle: Optional[BundleFolder], status: Optional[Status], engine: str) -> Judged:
+def judge_member(
+    seen: Seen, cancel: bool, bundle: Optional[BundleFolder], status: Optional[Status], engine: str, idle: bool = False
+) -> Judged:
     """A member's own verdict (a Status for the plan's rules for ended jobs), a move back to waiting, a cancel
-    before it starts, or None: wait. status: the bundle job's, as the engine reported it."""
+    before it starts, or None: wait. status: the bundle job's, as the engine reported it; idle: every folder of
+    the bundle is here and none was started (its runner could not run them)."""
     m = seen.member
     record = bundle.record if bundle is not None else None
     where = f"member {m.place} of {m.of} of {engine} bundle job {record.job_id if record else '(none)'}"
@@ -65,6 +68,8 @@ def judge_member(seen: Seen, cancel: bool, bundle: Optional[BundleFolder], statu
             return Status(State.DONE)
         ending = Ending.CANCELLED if seen.ended.why == "cancelled" else Ending.FAILED
         return Status(State.FAILED, f"The job {failure}, as {where}.", ending=ending)
+    if seen.started == "returned":  # a run killed while it moved the folder back to waiting
+        return Unbundle("", "its bundle ended before it started it; it runs in a later one")
     if seen.started == "cancelled":  # a cancel took it before its runner could; killed before it wrote the ending
         return Status(State.FAILED, f"The job was cancelled before it started, as {where}.", ending=Ending.CANCELLED)
     if bundle is None:
@@ -75,6 +80,8 @@ def judge_member(seen: Seen, cancel: bool, bundle: Optional[BundleFolder], statu
         return Withdraw("")
     if record is None or status is None or status.state in (State.UNKNOWN, State.ACTIVE):
         return None  # the bundle is being submitted, runs, or is not reported: its own note says so
+    if not seen.started and idle:
+        return Unbundle("", f"its bundle job {record.job_id} ended without starting any of its folders; it runs alone", True)
     if not seen.started:
         return Unbundle("", f"its bundle job {record.job_id} ended before it started it; it runs in a later one")
     if status.state is State.DONE:

@@ -89,9 +89,13 @@ def plan(
     rules = Rules(obs, engine, batch_limit, now, dependencies, retries, {b.name: b for b in bundles})
     starts = 0  # launches and retries: each is a start, counted against the limit and the room
     members: dict[str, list[tuple[int, str]]] = {}
+    unstarted: dict[str, list[int]] = {}  # bundle -> places of its members here not started, and how many it has
     for p in pending:
         if p.member is not None:
-            members.setdefault(p.member.member.bundle, []).append((p.member.member.place, p.name))
+            m = p.member.member
+            members.setdefault(m.bundle, []).append((m.place, p.name))
+            unstarted.setdefault(m.bundle, [m.of]).extend([m.place] if not p.member.started else [])
+    rules = rules._replace(idle=frozenset(b for b, (of, *places) in unstarted.items() if len(places) == of))
     for b in bundles:
         action = rules.bundle(b, tuple(n for _, n in sorted(members.get(b.name, []))))
         if action is not None:
@@ -141,6 +145,7 @@ class Rules(NamedTuple):
     dependencies: bool
     retries: int
     bundles: Mapping[str, BundleFolder]
+    idle: frozenset[str] = frozenset()  # bundles with every folder here and none started
 
     def pending(self, p: PendingFolder, starts: int) -> Optional[Action]:
         """What to do with one pending folder; starts: launches and retries decided so far (each is a start)."""
@@ -172,7 +177,7 @@ class Rules(NamedTuple):
         bundle = self.bundles.get(seen.member.bundle)
         record = bundle.record if bundle is not None else None
         status = self.obs.statuses.get(record.job_id) if record is not None else None
-        judged = judge_member(seen, p.cancel, bundle, status, self.engine)
+        judged = judge_member(seen, p.cancel, bundle, status, self.engine, seen.member.bundle in self.idle)
         if judged is None or not isinstance(judged, Status):
             return judged._replace(name=p.name) if judged is not None else None
         if judged.state is State.DONE:
@@ -194,7 +199,10 @@ class Rules(NamedTuple):
             return Launch(b.name, members=members) if self.batch_limit > 0 else None
         status = self.obs.statuses.get(b.record.job_id)
         if status is not None and status.state in (State.DONE, State.FAILED) and not members:
-            return Forget(b.name)
+            return Forget(b.name, b.record if status.stuck else None)
+        if status is not None and status.state in (State.DONE, State.FAILED) and b.name in self.idle:
+            why = f"bundle job {b.record.job_id} ended without starting any of its {len(members)} folders; they run alone"
+            return Note(f"bundles/{b.name}", f"{why} (its output, in bundles/{b.name}/, may say why)", problem=True)
         if status is not None and status.state is not State.UNKNOWN:
             return None
         return self.unreported(f"bundles/{b.name}", b.record, "bundle job")

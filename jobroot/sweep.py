@@ -8,8 +8,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Mapping, Optional, Sequence
 
+from jobroot import bundle
 from jobroot import folders as fs
 from jobroot import status as st
 from jobroot.act import StopFlag, Sweep
@@ -19,6 +20,7 @@ from jobroot.folders import Submitted, printable
 from jobroot.log import Log
 from jobroot.model import Entry, Phase
 from jobroot.observe import Stages, scan_bundles, scan_inbox, scan_pending
+from jobroot.packing import BundleFolder
 from jobroot.plan import InboxFolder, PendingFolder, breaker, plan
 
 
@@ -63,7 +65,8 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
         if not dry_run:
             announce_pause(root, pause, log)
         limit = 0 if pause else opts.batch_limit
-        pending = [_with_facts(root, p, obs, stages, engine.dependencies, opts.retries) for p in pending]
+        ended = _ended_bundles(bundles, obs)
+        pending = [_with_facts(root, p, obs, stages, engine.dependencies, opts.retries, ended) for p in pending]
         actions = plan(
             pending, obs, inbox, engine.name, limit, time.time(), engine.dependencies, opts.retries, bundles, opts.bundle
         )
@@ -117,15 +120,27 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
         log.info("circuit breaker closed: submitting again")
 
 
+def _ended_bundles(bundles: Sequence[BundleFolder], obs: Observation) -> frozenset[str]:
+    """The bundles whose job the engine reports ended."""
+    status = {b.name: obs.statuses.get(b.record.job_id) if b.record else None for b in bundles}
+    return frozenset(n for n, s in status.items() if s is not None and s.state in (State.DONE, State.FAILED))
+
+
 def _with_facts(
-    root: Path, p: PendingFolder, obs: Observation, stages: Stages, dependencies: bool, retries: int
+    root: Path, p: PendingFolder, obs: Observation, stages: Stages, dependencies: bool, retries: int, ended: frozenset[str]
 ) -> PendingFolder:
     """A pending folder with what the plan needs only for a few, read only for them: for a claimed one, where
     its chain stands; for one whose job failed, its earlier attempts, and its chain where that decides (a
     lost job to run again; a job the batch system cancelled, perhaps because its upstream failed)."""
     path = root / fs.PENDING / p.name
-    if p.member is not None:  # a bundle member: its earlier attempts, should its bundle's ending be its own
-        return p._replace(attempts=fs.read_attempts(path)) if retries and p.member.started else p
+    if p.member is not None:
+        if p.member.member.bundle in ended:  # looked at again now that its runner is gone: what it left is final
+            try:
+                p = p._replace(member=bundle.look(os.fspath(path)) or p.member)
+            except ValueError:
+                pass
+        # its earlier attempts, should its bundle's ending be its own
+        return p._replace(attempts=fs.read_attempts(path)) if retries and p.member and p.member.started else p
     if p.record is None and not p.problem:
         return p._replace(after=stages.upstreams(path))
     status = obs.statuses.get(p.record.job_id) if p.record else None
@@ -162,5 +177,8 @@ def write_status(
     ]
     inbox = [e._replace(reason=work.waits[e.name]) if e.name in work.waits else e for e in inbox]
     members = {p.name: (p.member, work.bundles.get(p.member.member.bundle)) for p in before if p.member is not None}
+    for name, seen in work.noted.items():  # bundled by this run
+        records[name] = None
+        members[name] = (seen, work.bundles.get(seen.member.bundle))
     pending = st.pending_entries(root, records, obs, {*work.started, *work.bundles_started}, members)
     st.write_files(root, inbox + pending, work.ended, recent, time.time(), len(still) - len(inbox))

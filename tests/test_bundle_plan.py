@@ -129,3 +129,20 @@ def test_a_bundle_is_started_adopted_or_removed_as_its_members_need() -> None:
     assert plan([], Observation(unsure=frozenset({"b"})), [], "slurm", 10, NOW, bundles=[BundleFolder("b", None)]) == []
     late = plan(pending, Observation(), [], "slurm", 10, NOW + 3600, bundles=[BundleFolder("b", record())], bundle=3)[0]
     assert isinstance(late, Note) and late.problem and "bundle job 77 not reported" in late.message
+
+
+def test_a_bundle_that_started_none_of_its_folders_sends_them_alone_and_says_so() -> None:
+    members = [PendingFolder(n, None, member=Seen(Member("b", i, 2))) for i, n in enumerate(("m1", "m2"), 1)]
+    actions = decide(members, Status(State.FAILED, "Slurm reports job 77 FAILED with exit code 1."))
+    assert [a for a in actions if isinstance(a, Unbundle)] == [
+        Unbundle(n, "its bundle job 77 ended without starting any of its folders; it runs alone", True) for n in ("m1", "m2")
+    ]
+    note = next(a for a in actions if isinstance(a, Note))
+    assert note.problem and "ended without starting any of its 2 folders" in note.message
+    one_ran = decide([members[0]], Status(State.DONE))  # the other has its verdict already: only this one waits again
+    assert one_ran == [Unbundle("m1", "its bundle job 77 ended before it started it; it runs in a later one")]
+
+
+def test_a_bundle_the_batch_system_holds_but_never_starts_is_ended_before_its_folder_goes() -> None:
+    stuck = Observation({"77": Status(State.FAILED, "in error state", ending=Ending.STUCK)})
+    assert plan([], stuck, [], "gridengine", 10, NOW, bundles=[BundleFolder("b", record())]) == [Forget("b", record())]

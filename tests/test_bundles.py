@@ -14,17 +14,18 @@ from pathlib import Path
 from typing import Sequence
 
 import pytest
-from conftest import drain, ledger_job, make_job, read_ledger, run
+from conftest import RECONCILE, drain, ledger_job, make_job, read_ledger, run
 
 from jobroot import bundle
 from jobroot import folders as fs
 from jobroot.act import StopFlag, Sweep
-from jobroot.actions import Bundle, Submit
-from jobroot.engine import Bundling, Observation, SubmitRefused
+from jobroot.actions import Bundle, Submit, Unbundle
+from jobroot.engine import Bundling, Observation, State, Status, SubmitRefused
 from jobroot.folders import Submitted
 from jobroot.log import Log
-from jobroot.observe import scan_inbox
+from jobroot.observe import Stages, scan_inbox, scan_pending
 from jobroot.plan import plan
+from jobroot.sweep import _with_facts
 
 pytestmark = pytest.mark.local
 
@@ -194,3 +195,49 @@ def test_a_bundle_refused_for_good_is_split_never_its_members_failure(root: Path
     assert actions == [Bundle(("a", "b")), Bundle(("c", "d")), Submit("e")]
     Sweep(root, engine, Log(root, False, "info"), StopFlag()).apply(actions)
     assert engine.submitted == [5, 2, 2, 1] and sorted(os.listdir(root / "pending")) == list(names)
+
+
+def test_a_relative_root_and_undecodable_names_are_bundled_and_run_once(root: Path, ledger: Path, tmp_path: Path) -> None:
+    odd = os.fsdecode(b"b\xff")
+    for name in ("a", odd, "c d"):
+        make_job(root, name, ledger_job(ledger, "x"))
+    relative = os.path.relpath(root, tmp_path)
+    for _ in range(100):
+        result = subprocess.run([*RECONCILE, "-r", relative, "--bundle", "3"], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        if not os.listdir(root / "inbox") and not os.listdir(root / "pending"):
+            break
+        time.sleep(0.1)
+    assert sorted(os.listdir(root / "complete")) == sorted(["a", odd, "c d"]) and read_ledger(ledger) == ["x"] * 3
+    assert (root / fs.LOG).read_text(errors="replace").count("folders run by local job") == 1
+
+
+def test_the_sweep_that_bundles_shows_the_members_and_a_stale_look_is_taken_again(root: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    for name in ("a", "b"):
+        make_job(root, name, f"while [ ! -e {go} ]; do sleep 0.05; done\n")
+    assert run(root, "--bundle", "2").returncode == 0
+    shown = {j["name"]: j for j in json.loads((root / fs.STATUS_JSON).read_text())["jobs"]}
+    assert {n: shown[n]["state"] for n in ("a", "b")} == {"a": "queued", "b": "queued"}
+    assert shown["b"]["reason"].startswith("member 2 of 2 of bundle job ")
+    stale = scan_pending(root)  # as a sweep saw them before the bundle ended
+    go.touch()
+    (home,) = (root / fs.BUNDLES).iterdir()
+    record = fs.read_record(home)
+    assert record is not None
+    deadline = time.monotonic() + 30
+    while not (root / "pending" / "b" / fs.EXIT_RECORD).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    obs = Observation({record.job_id: Status(State.DONE)})
+    fresh = [_with_facts(root, p, obs, Stages(root, frozenset(), {}), False, 0, frozenset({home.name})) for p in stale]
+    assert [p.member.ended for p in fresh if p.member] == [bundle.Ended(0, ""), bundle.Ended(0, "")]
+
+
+def test_a_member_its_runner_started_after_the_sweep_looked_is_never_moved_back(root: Path, tmp_path: Path) -> None:
+    make_job(root, "m", "true\n", stage="pending")
+    path = root / "pending" / "m"
+    bundle.write_member(path, bundle.Member("bundle-1", 1, 1))
+    (path / fs.STARTED).write_text("job 7 on node1 at 0\n")  # the runner took it a moment ago
+    Sweep(root, SizeLimitedEngine(), Log(root, False, "info"), StopFlag()).apply([Unbundle("m", "never started")])
+    assert os.listdir(root / "pending") == ["m"] and (path / fs.MEMBER).exists() and os.listdir(root / "inbox") == []

@@ -358,4 +358,4 @@ def test_jobs_share_a_bundle_only_with_the_same_qsub_words_and_the_bundle_asks_f
     assert engine.bundling(script("c", "#$ -l h_rt=600")) != form
     for alone in ("#$ -t 1-3", "#$ -sync y", "#$ -hold_jid 4", "#$ -l h_rt=ten"):
         assert engine.bundling(script("d", alone)) is None, alone
-    assert engine.bundle_header(a, 3) == "#$ -l h_rt=1860,h_vmem=1G\n#$ -q all.q\n#$ -S /bin/bash"
+    assert engine.bundle_header(a, 3) == "#$ -l h_rt=1950,h_vmem=1G\n#$ -q all.q\n#$ -S /bin/bash"  # 3 x 630 s + 60 s

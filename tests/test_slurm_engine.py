@@ -721,6 +721,7 @@ def test_jobs_share_a_bundle_only_with_the_same_sbatch_words_and_the_bundle_asks
     assert engine.bundling(script("c", "#SBATCH --time=10 -p long")) != form  # another partition: another bundle
     for alone in ("#SBATCH --array=1-3", "#SBATCH --wait", "#SBATCH -d afterok:1", "#SBATCH --time=UNLIMITED"):
         assert engine.bundling(script("d", alone)) is None, alone
-    assert engine.bundle_header(a, 3) == "#SBATCH --time=10 -p short\n#SBATCH --time=00:31:00"  # 3 x 10 min + 1 min
-    assert engine.bundle_header(script("e", "#SBATCH -t 2-0"), 2) == "#SBATCH -t 2-0\n#SBATCH --time=4-00:01:00"
+    # 3 x (10 min + 30 s to end one past its limit) + 1 min
+    assert engine.bundle_header(a, 3) == "#SBATCH --time=10 -p short\n#SBATCH --time=00:32:30"
+    assert engine.bundle_header(script("e", "#SBATCH -t 2-0"), 2) == "#SBATCH -t 2-0\n#SBATCH --time=4-00:02:00"
     assert engine.bundle_header(script("f", "#SBATCH -p short"), 3) == "#SBATCH -p short"  # no limit of its own

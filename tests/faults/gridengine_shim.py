@@ -36,7 +36,10 @@ def main() -> int:
         return subprocess.run([REAL[command], *args]).returncode
     kinds = QSUB_FAULTS if command == "qsub" else FAULTS
     counter = f"{os.environ['SHIM_LOG']}.{command}.n"  # kinds in turn, so every kind is injected
-    n = int(open(counter).read()) if os.path.exists(counter) else 0
+    try:
+        n = int(open(counter).read() or 0)
+    except (OSError, ValueError):  # none yet, or a shim killed with its caller while it wrote it
+        n = 0
     with open(counter, "w") as f:
         f.write(str(n + 1))
     fault = kinds[n % len(kinds)]
