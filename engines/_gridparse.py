@@ -5,12 +5,11 @@ The engine runs every command with TZ=UTC, so the times they print are read as U
 """
 
 import re
-import signal
 from datetime import datetime, timezone
 from typing import NamedTuple, Optional, Sequence
 from xml.etree import ElementTree
 
-from jobroot.engine import State, Status
+from jobroot.engine import State, Status, signal_name
 from jobroot.engines._batch import Refusal, judge_refusal, task_ranges
 
 # Reasons qsub gives, lower-cased. Transient: try again next run. Permanent: the job can never run as it is.
@@ -238,11 +237,7 @@ def describe(record: Record) -> str:
     grid = f"failed {record.failed}" + (f": {record.failed_words}" if record.failed_words else "")
     said = grid + (f" ({meaning})" if meaning else "")
     if record.exit_status > 128:
-        try:
-            name = signal.Signals(record.exit_status - 128).name
-        except ValueError:
-            name = "unknown signal"
-        return f"signal {record.exit_status - 128} ({name}); qacct: {said}"
+        return f"signal {record.exit_status - 128} ({signal_name(record.exit_status - 128)}); qacct: {said}"
     return said + (f", exit status {record.exit_status}" if record.exit_status else "")
 
 

@@ -8,11 +8,10 @@ tests/slurm/capture.sh). The engine (slurm.py) runs the commands and hands their
 # at import, ~10 ms per run (measured); real annotation objects cost nothing.
 
 import re
-import signal
 from datetime import datetime, timezone
 from typing import NamedTuple, Optional
 
-from jobroot.engine import Ending, State, Status
+from jobroot.engine import Ending, State, Status, signal_name
 from jobroot.engines._batch import Refusal, judge_refusal, task_ranges
 
 SEP = "\x1f"  # cannot be typed into a job name or comment by accident; `|` can
@@ -231,11 +230,7 @@ def exit_text(code: str) -> str:
     """`3:0` -> `exit code 3`; `0:9` -> `signal 9 (SIGKILL)`."""
     status, _, sig = code.partition(":")
     if sig.isdigit() and int(sig):
-        try:
-            name = signal.Signals(int(sig)).name
-        except ValueError:
-            name = "unknown signal"
-        return f"signal {sig} ({name})"
+        return f"signal {sig} ({signal_name(int(sig))})"
     return f"exit code {status or '?'}"
 
 

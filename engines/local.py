@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import jobroot
 from jobroot.config import positive
-from jobroot.engine import Bundling, Ending, Observation, Setting, State, Status, SubmitRefused, SubmitUnknown
+from jobroot.engine import Bundling, Ending, Observation, Setting, State, Status, SubmitRefused, SubmitUnknown, signal_name
 from jobroot.folders import EXIT_RECORD, RUN_LOCK, Submitted, crash_point
 
 # -I: the job folder is the working directory, and nothing in it may shadow a module we import.
@@ -120,7 +120,9 @@ class LocalEngine:
             )
         code, sig = exit_status
         if sig:
-            return Status(State.FAILED, f"The job was killed by signal {sig} ({_signame(sig)}), according to the local engine.")
+            return Status(
+                State.FAILED, f"The job was killed by signal {sig} ({signal_name(sig)}), according to the local engine."
+            )
         if code:
             return Status(State.FAILED, f"The job exited with code {code}, according to the local engine.")
         return Status(State.DONE)
@@ -161,10 +163,3 @@ def _recorded_id(job_dir: Path) -> str | None:
     except OSError:
         return None
     return text if text.isdigit() else None
-
-
-def _signame(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return "unknown signal"

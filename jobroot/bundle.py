@@ -19,11 +19,11 @@ verdict from that file as soon as it appears.
 import json
 import os
 import shlex
-import signal
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
 from jobroot import folders as fs
+from jobroot.engine import signal_name
 
 
 class Member(NamedTuple):
@@ -124,11 +124,7 @@ def describe(ended: Ended) -> str:
     if ended.why == "cancelled":
         return "was cancelled at the user's request (a file named cancel is in its folder)"
     if ended.status > 128:
-        try:
-            name = signal.Signals(ended.status - 128).name
-        except ValueError:
-            name = "unknown signal"
-        return f"was killed by signal {ended.status - 128} ({name}) (exit status {ended.status})"
+        return f"was killed by signal {ended.status - 128} ({signal_name(ended.status - 128)}) (exit status {ended.status})"
     return f"exited with code {ended.status}" if ended.status else ""
 
 

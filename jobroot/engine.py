@@ -33,6 +33,16 @@ class Ending(enum.Enum):
     STUCK = "stuck"  # not yet: the batch system holds it but can never start it, so it is ended first
 
 
+def signal_name(number: int) -> str:
+    """`SIGKILL` for 9: how every engine names a signal in a verdict."""
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
 class Status(NamedTuple):
     state: State
     reason: str = ""  # for FAILED: first line is a plain sentence; more lines may follow

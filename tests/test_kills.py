@@ -79,20 +79,27 @@ STEPS = [
 ]
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_kill_at_every_step_boundary(root: Path, ledger: Path, step: str) -> None:
-    kinds = populate(root, ledger, 8)
-    kills = {s: 0 for s in step.split(",")}
+def kill_at(root: Path, step: str, *args: str) -> None:
+    """Runs struck at the crash point step (each of its points, if several) until the root drains; each point
+    must have been reached."""
+    kills = {s.rpartition("/")[2].partition("@")[0]: 0 for s in step.split(",")}
     for _ in range(60):
-        result = run(root, "--slots", "4", "--batch-limit", "3", env={"RECONCILE_CRASH_AT": step})
+        result = run(root, *args, env={"RECONCILE_CRASH_AT": step})
         if result.returncode == -9:
-            kills[result.stderr.split("crash point ")[1].strip()] += 1
+            point = result.stderr.split("crash point ")[1].strip()
+            kills[point] = kills.get(point, 0) + 1
         else:
             assert result.returncode == 0, result.stderr
             if not os.listdir(root / "inbox") and not os.listdir(root / "pending"):
                 break
         time.sleep(0.02)
     assert all(kills.values()), f"the crash point was never reached: {kills}"
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_at_every_step_boundary(root: Path, ledger: Path, step: str) -> None:
+    kinds = populate(root, ledger, 8)
+    kill_at(root, step, "--slots", "4", "--batch-limit", "3")
     drain(root, "--slots", "4")
     verify(root, ledger, kinds)
 
@@ -113,17 +120,7 @@ BUNDLE_STEPS = [
 @pytest.mark.parametrize("step", BUNDLE_STEPS)
 def test_kill_at_every_step_of_a_bundle(root: Path, ledger: Path, step: str) -> None:
     kinds = populate(root, ledger, 8)
-    kills = 0
-    for _ in range(60):
-        result = run(root, "--slots", "2", "--bundle", "3", env={"RECONCILE_CRASH_AT": step})
-        if result.returncode == -9:
-            kills += 1
-        else:
-            assert result.returncode == 0, result.stderr
-            if not os.listdir(root / "inbox") and not os.listdir(root / "pending"):
-                break
-        time.sleep(0.02)
-    assert kills, "the crash point was never reached"
+    kill_at(root, step, "--slots", "2", "--bundle", "3")
     drain(root, "--slots", "2", "--bundle", "3")
     verify(root, ledger, kinds)
     assert run(root, "--bundle", "3").returncode == 0  # the sweep after the last verdicts removes what is left
