@@ -30,6 +30,8 @@ class LocalEngine:
     name = "local"
     dependencies = False  # a folder in a chain waits in inbox/ until the jobs it names ended well
     SETTINGS = (Setting("slots", positive, None, "N", "at most N jobs at once (default: the CPU count)"),)
+    MIN_PERIOD = 0.1  # -p: an idle sweep costs two listings; below this, a watch only spins a core
+    MIN_PERIOD_WHY = "below that, a watch spins a core of this machine for nothing"
 
     def __init__(self, slots: Optional[int] = None) -> None:
         if slots is None:

@@ -12,7 +12,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 from jobroot import __version__
 from jobroot import folders as fs
-from jobroot.config import DEFAULTS, Options, UsageError, count, positive, resolve, seconds
+from jobroot.config import DEFAULTS, MIN_PERIOD, MIN_PERIOD_WHY, Options, UsageError, count, positive, resolve, seconds
 from jobroot.engine import ENGINES, Setting, engine_class
 from jobroot.log import LEVELS, Log
 from jobroot.model import Entry
@@ -131,7 +131,13 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
     add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
     add("--json", action="store_true", help="with --status: print JSON")
     add("--retry-failed", action="store_true", help="move every failed folder in complete/ back to inbox/")
-    add("-p", "--period", type=seconds, metavar="SECONDS", help="watch mode: a sweep every SECONDS until Ctrl-C or SIGTERM")
+    add(
+        "-p",
+        "--period",
+        type=seconds,
+        metavar="SECONDS",
+        help="watch mode: a sweep every SECONDS until Ctrl-C or SIGTERM (at least 10 for a batch system, 0.1 locally)",
+    )
     add("-v", "--verbose", action="store_true", help="also print each action on stderr")
     add("--log-level", choices=sorted(LEVELS, key=LEVELS.__getitem__), default="info", help="what goes to reconcile.log")
     add("--version", action="version", version=f"%(prog)s {__version__}")
@@ -162,6 +168,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     root = args.root.expanduser()
     try:
+        if args.dry_run and args.setup:
+            raise UsageError("--dry-run with -s: setting up writes the root; give -s alone (or --dry-run alone)")
         opts = resolve(root, given(args), setup_first=args.setup)
     except (UsageError, OSError) as e:
         print(f"reconcile: {e}", file=sys.stderr)
@@ -172,9 +180,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.retry_failed:
             from jobroot.sweep import retry_failed
 
-            return retry_failed(root, Log(root, args.verbose, args.log_level))
+            return retry_failed(root, Log(root, args.verbose, args.log_level), args.dry_run)
         if args.period is None:
             return 0 if args.setup else once(root, opts, args)
+        cls = engine_class(opts.engine)  # a batch engine's floor unless the engine sets its own
+        floor, why = getattr(cls, "MIN_PERIOD", MIN_PERIOD), getattr(cls, "MIN_PERIOD_WHY", MIN_PERIOD_WHY)
+        if args.period < floor:
+            raise UsageError(f"-p {args.period:g}: the {opts.engine} engine needs at least {floor:g} s between sweeps ({why})")
         return watch(root, opts, args)
     except UsageError as e:
         print(f"reconcile: {e}", file=sys.stderr)

@@ -98,6 +98,8 @@ def lookback(text: str) -> str:
 
 
 COMMAND_TIMEOUT = 60.0  # seconds for any one batch-system command
+MIN_PERIOD = 10.0  # -p for a batch engine: each sweep with jobs pending asks the shared scheduler
+MIN_PERIOD_WHY = "each sweep with jobs pending asks the shared scheduler; cron sweeps once a minute"
 # The options every batch-system engine takes (Slurm, Grid Engine); each adds its own after them.
 BATCH_SETTINGS = (
     Setting(

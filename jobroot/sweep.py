@@ -87,10 +87,17 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
             lock.release()
 
 
-def retry_failed(root: Path, log: Log) -> int:
-    """--retry-failed: every failed folder in complete/ back to inbox/, under the run lock."""
+def retry_failed(root: Path, log: Log, dry_run: bool = False) -> int:
+    """--retry-failed: every failed folder in complete/ back to inbox/, under the run lock (dry_run: only say so)."""
     from filelock import FileLock, Timeout
 
+    if dry_run:
+        failed = [n for n in fs.names(root / fs.COMPLETE) if os.path.lexists(root / fs.COMPLETE / n / fs.ERROR)]
+        for name in failed:
+            print(f"complete/{printable(name)} -> inbox/{printable(name)} (or the next free name)")
+        if not failed:
+            print("no failed folder in complete/")
+        return 0
     try:
         with FileLock(str(root / fs.LOCK), timeout=120):
             moved = 0

@@ -327,6 +327,13 @@ CATALOGUE = [
       "tests/test_gridengine_engine.py::test_a_claim_is_never_ruled_unsubmitted_while_qstat_j_cannot_show_the_queued_jobs_tokens"),
     M("qdel of a job that just ended is an error", "engines/_gridparse.py", '    harmless = ("does not exist", ', "    harmless = (",
       "tests/test_gridengine_engine.py::test_qdel_of_a_job_that_has_just_ended_is_not_an_error"),
+    # ---- the first hour (jobroot/cli.py, jobroot/sweep.py)
+    M("--retry-failed --dry-run moves the folders", "jobroot/sweep.py", "    if dry_run:\n        failed = [",
+      "    if False:\n        failed = [", "tests/test_cli.py::test_a_dry_run_changes_nothing_whatever_it_is_given"),
+    M("-s --dry-run sets the root up", "jobroot/cli.py", "        if args.dry_run and args.setup:", "        if False:",
+      "tests/test_cli.py::test_a_dry_run_changes_nothing_whatever_it_is_given"),
+    M("a watch period below the engine's floor accepted", "jobroot/cli.py", "        if args.period < floor:", "        if False:",
+      "tests/test_cli.py::test_a_watch_period_below_the_engines_floor_is_refused_with_the_reason"),
     # ---- bundles (jobroot/bundle.py, jobroot/packing.py, jobroot/act.py)
     M("a bundle's runner starts a member again (a copy replaces, a link never does)", "jobroot/bundle.py",
       '  if ! ln "$tmp" "$dir/{started}" 2>/dev/null; then', '  if ! cp -f "$tmp" "$dir/{started}" 2>/dev/null; then',

@@ -334,3 +334,26 @@ def test_an_sbatch_that_cannot_be_run_keeps_the_folder_waiting_with_one_problem_
     assert not os.listdir(root / "complete")  # never failed for good
     assert names(root / "inbox") + names(root / "pending") == ["b", "a"]
     assert not [p for p in (root / "pending").iterdir() if (p / fs.CLAIM).exists() or (p / fs.RECORD).exists()]
+
+
+def test_a_dry_run_changes_nothing_whatever_it_is_given(root: Path, tmp_path: Path) -> None:
+    make_job(root, "c1", "exit 3\n")
+    drain(root)
+    before = snapshot(root)
+    result = run(root, "--retry-failed", "--dry-run")
+    assert result.returncode == 0 and "complete/c1 -> inbox/c1" in result.stdout, result.stderr
+    assert snapshot(root) == before  # said, not done
+    fresh = tmp_path / "fresh"
+    refused = run(fresh, "-s", "-e", "local", "--dry-run")
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and "--dry-run" in refused.stderr
+    assert not fresh.exists()
+    recorded = (root / fs.CONFIG).read_text()
+    assert run(root, "-s", "--batch-limit", "7", "--dry-run").returncode == 2 and (root / fs.CONFIG).read_text() == recorded
+
+
+@pytest.mark.parametrize(("engine", "period"), [("local", "0"), ("local", "0.05"), ("slurm", "5")])
+def test_a_watch_period_below_the_engines_floor_is_refused_with_the_reason(tmp_path: Path, engine: str, period: str) -> None:
+    r = tmp_path / "r"
+    assert run(r, "-s", "-e", engine).returncode == 0
+    result = run(r, "-p", period, timeout=10)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "at least" in result.stderr, result.stderr

@@ -94,3 +94,15 @@ def test_a_bundle_cancelled_by_hand_ends_the_member_it_ran_and_returns_the_rest(
     assert b.startswith(f"The job was running as member 2 of 3 of slurm bundle job {bundle_job} when the bundle ended: ")
     assert "CANCELLED" in b.splitlines()[0]
     assert not (slurm_root / "complete" / "a" / fs.ERROR).exists() and not (slurm_root / "complete" / "c" / fs.ERROR).exists()
+
+
+def test_a_bundle_over_the_qos_wall_time_is_split_and_never_its_members_failure(slurm_root: Path, ledger: Path) -> None:
+    # QOS `short` allows 1 minute (DenyOnLimit): each folder fits, a bundle of three (5.5 min) does not.
+    for name in ("a", "b", "c"):
+        make_job(slurm_root, name, job(ledger, name).replace("--time=2", "--qos=short\n#SBATCH --time=1"))
+    sweep_until(slurm_root, lambda: drained(slurm_root), "--bundle", "3")
+    ran = dict(line.split() for line in read_ledger(ledger))
+    assert sorted(ran) == ["a", "b", "c"] and len(set(ran.values())) == 3  # each alone, once
+    assert not [n for n in ("a", "b", "c") if (slurm_root / "complete" / n / fs.ERROR).exists()]
+    log = (slurm_root / fs.LOG).read_text()
+    assert "QOSMaxWallDurationPerJobLimit" in log and "its 3 folders wait again, at most 1 to a bundle" in log
