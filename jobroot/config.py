@@ -199,6 +199,13 @@ def load_config(root: Path) -> dict[str, Any]:
 
 def setup(root: Path, given: dict[str, Any]) -> None:
     """Create the stages; record the engine and the options given over what was recorded before."""
+    try:
+        _set_up(root, given)
+    except OSError as e:
+        raise UsageError(f"cannot set up {root} ({e.strerror}): {e.filename or root} cannot be written") from None
+
+
+def _set_up(root: Path, given: dict[str, Any]) -> None:
     for stage in fs.STAGES:
         (root / stage).mkdir(parents=True, exist_ok=True)
     apart = fs.other_filesystem(root)
@@ -211,4 +218,7 @@ def setup(root: Path, given: dict[str, Any]) -> None:
         # Another engine now: what only the old one took would be refused; keep the core's options.
         own = {s.name for s in engine_class(config["engine"]).SETTINGS}
         config = {k: v for k, v in config.items() if k in DEFAULTS or k in own}
-    fs.write_atomic(root / fs.CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    try:
+        fs.write_atomic(root / fs.CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    except OSError as e:  # name the file, not the temporary one write_atomic was making
+        raise OSError(e.errno, e.strerror, str(root / fs.CONFIG)) from None

@@ -14,7 +14,7 @@ from jobroot import bundle
 from jobroot import folders as fs
 from jobroot import status as st
 from jobroot.act import StopFlag, Sweep
-from jobroot.config import Options, load_engine
+from jobroot.config import Options, UsageError, load_engine
 from jobroot.engine import Ending, EngineError, Observation, State
 from jobroot.folders import Submitted, printable
 from jobroot.log import Log
@@ -38,6 +38,8 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
             lock.acquire()
         except Timeout:
             return 0  # another run is sweeping: it will do the work
+        except OSError as e:
+            raise UsageError(f"cannot write in {root} ({e.strerror}): its run lock {fs.LOCK} cannot be taken") from None
     try:
         pending = scan_pending(root)
         bundles = scan_bundles(root)
@@ -80,7 +82,7 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
         try:
             write_status(root, pending, waiting, obs, work, recent, looked)
         except OSError as e:
-            log.problem(f"cannot write the status files: {e}")
+            log.problem(f"cannot write the status files in {root} ({e.strerror})")
         return 1 if problems or obs.problems else 0
     finally:
         if lock is not None:

@@ -334,6 +334,11 @@ CATALOGUE = [
       "tests/test_cli.py::test_a_dry_run_changes_nothing_whatever_it_is_given"),
     M("a watch period below the engine's floor accepted", "jobroot/cli.py", "        if args.period < floor:", "        if False:",
       "tests/test_cli.py::test_a_watch_period_below_the_engines_floor_is_refused_with_the_reason"),
+    M("a root that cannot be written gives a traceback", "jobroot/sweep.py", "        except OSError as e:\n            raise UsageError(",
+      "        except ValueError as e:\n            raise UsageError(", "tests/test_fs_faults.py::test_a_root_that_cannot_be_written_is_one_line_naming_it"),
+    M("-s on a root that cannot be written names a temporary file", "jobroot/config.py",
+      "        raise OSError(e.errno, e.strerror, str(root / fs.CONFIG)) from None", "        raise",
+      "tests/test_fs_faults.py::test_a_root_that_cannot_be_written_is_one_line_naming_it"),
     # ---- bundles (jobroot/bundle.py, jobroot/packing.py, jobroot/act.py)
     M("a bundle's runner starts a member again (a copy replaces, a link never does)", "jobroot/bundle.py",
       '  if ! ln "$tmp" "$dir/{started}" 2>/dev/null; then', '  if ! cp -f "$tmp" "$dir/{started}" 2>/dev/null; then',

@@ -177,3 +177,16 @@ def test_a_run_that_cannot_move_across_filesystems_says_why_and_copies_nothing(r
     assert result.returncode == 1 and "complete/ is on another filesystem than pending/" in result.stderr
     assert "every move is a rename" in result.stderr and "Errno" not in result.stderr.split("complete/ is on")[1]
     assert os.listdir(root / "pending") == ["b"] and os.listdir(other_fs) == []  # nothing lost, nothing copied
+
+
+def test_a_root_that_cannot_be_written_is_one_line_naming_it(root: Path) -> None:
+    make_job(root, "a", "true\n")
+    immutable(root, True)
+    try:
+        swept, setup = run(root), run(root, "-s", "--batch-limit", "3")
+    finally:
+        immutable(root, False)
+    for result in (swept, setup):
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert str(root) in result.stderr and "Traceback" not in result.stderr and ".tmp" not in result.stderr, result.stderr
+    assert os.listdir(root / "inbox") == ["a"]  # nothing lost, nothing moved
