@@ -192,6 +192,8 @@ class Sweep:
         if a.end is not None:  # the batch system holds it, never to start it: end it, its verdict kept with it
             fs.crash_point("engine-call")
             self.engine.cancel([a.end], a.reason)
+        if a.cause is Cause.CANCELLED:
+            fs.write_atomic(path / fs.CANCELLED, "at the user's request (a file named cancel)\n")
         if a.reason:
             fs.write_atomic(path / fs.ERROR, a.reason.rstrip("\n") + "\n")
         fs.remove_temp_files(path)
@@ -206,7 +208,8 @@ class Sweep:
         except ValueError:
             record = member = None
         job_id = record.job_id if record else _job_id(self.bundles.get(member.member.bundle)) if member else ""
-        ended = (Phase.FAILED, a.cause.value) if a.reason else (Phase.DONE, "")
+        phase = Phase.CANCELLED if a.cause is Cause.CANCELLED else Phase.FAILED
+        ended = (phase, a.cause.value) if a.reason else (Phase.DONE, "")
         self.ended.append(Entry(dest.name, ended[0], job_id, time.time(), first, ended[1]))
         outcome = "failed: " + first if a.reason else "done"
         self.log.info(f"{printable(a.name)}: {outcome} -> complete/{printable(dest.name)}")

@@ -130,7 +130,12 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
     add("--dry-run", action="store_true", help="print what a sweep would do; change nothing")
     add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
     add("--json", action="store_true", help="with --status: print JSON")
-    add("--retry-failed", action="store_true", help="move every failed folder in complete/ back to inbox/")
+    add(
+        "--retry-failed",
+        nargs="*",
+        metavar="NAME",
+        help="move every failed folder in complete/ back to inbox/ (a cancelled one only when named); with names, those",
+    )
     add(
         "-p",
         "--period",
@@ -177,10 +182,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.status:
             return show_status(root, opts, args.json)
-        if args.retry_failed:
+        if args.retry_failed is not None:
             from jobroot.sweep import retry_failed
 
-            return retry_failed(root, Log(root, args.verbose, args.log_level), args.dry_run)
+            return retry_failed(root, Log(root, args.verbose, args.log_level), args.dry_run, args.retry_failed)
         if args.period is None:
             return 0 if args.setup else once(root, opts, args)
         cls = engine_class(opts.engine)  # a batch engine's floor unless the engine sets its own

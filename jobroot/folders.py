@@ -42,9 +42,10 @@ HISTORY = "job_history"  # helper files of earlier runs of a folder, in numbered
 ATTEMPTS = "job_attempts.json"  # --retries: each earlier attempt the infrastructure ended (kept across set-asides)
 MEMBER = "job_bundle.json"  # a bundle member: which bundle runs it, and its place (written before the bundle is)
 STARTED = "job_started"  # a bundle member: taken (hard link, never replaced) by the one runner that starts it, or a cancel
+CANCELLED = "job_cancelled"  # the job ended at the user's request (written with job_error.txt): not a failure
 MOST = "job_bundle_most"  # kept: a bundle with this folder was refused for its size; at most this many to one now
 # MEMBER first: once it is set aside, no bundle's runner can start the folder.
-HELPERS = (MEMBER, RECORD, CLAIM, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK, STARTED)
+HELPERS = (MEMBER, RECORD, CLAIM, EXIT_RECORD, OUTPUT, ERROR, RUN_LOCK, STARTED, CANCELLED)
 SET_ASIDE = (*HELPERS, CANCEL, ATTEMPTS)  # a folder run afresh: an old cancel request and attempt count go too
 
 _NAME_MAX = 255

@@ -21,6 +21,7 @@ class Phase(str, enum.Enum):
     WAITING = "waiting"
     HELD = "held"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # at the user's request (a file named cancel): neither a failure nor done
     DONE = "done"
 
     def __str__(self) -> str:

@@ -14,7 +14,7 @@ from typing import Sequence
 from jobroot.model import age as _age
 
 COLORS = {"running": "#1f77b4", "queued": "#6baed6", "submitting": "#9ecae1", "unknown": "#b8860b",
-          "waiting": "#888", "held": "#aaa", "failed": "#c0392b", "done": "#2e8b57"}  # fmt: skip
+          "waiting": "#888", "held": "#aaa", "failed": "#c0392b", "cancelled": "#b8860b", "done": "#2e8b57"}  # fmt: skip
 
 STYLE = """
 body{font:15px/1.4 system-ui,sans-serif;margin:1em;color:#222;background:#fff}

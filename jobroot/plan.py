@@ -339,7 +339,8 @@ def breaker(recent: Sequence[Ended], now: float, failures: int, cooldown: float)
     """
     if failures <= 0:
         return ""
-    counted = [e for e in recent if e.state != "failed" or e.cause == Cause.OWN][:failures]
+    counted = [e for e in recent if e.state not in ("failed", "cancelled") or (e.state == "failed" and e.cause == Cause.OWN)]
+    counted = counted[:failures]
     if len(counted) < failures or any(e.state != "failed" for e in counted):
         return ""
     newest, oldest = counted[0].since or 0.0, counted[-1].since or 0.0

@@ -62,7 +62,7 @@ def pending_entries(
             continue
         status = obs.statuses.get(record.job_id) if obs else None
         if status is None and name in fresh:
-            state, reason = (Phase.QUEUED, "submitted by this run; its state comes with the next")
+            state, reason = (Phase.QUEUED, "submitted by this run; its state comes with the next sweep")
         elif status is None or status.state is State.UNKNOWN:
             state, reason = (Phase.UNKNOWN, "not reported by the batch system right now")
         elif status.state is State.ACTIVE:
@@ -97,9 +97,13 @@ def complete_entry(root: Path, name: str) -> Optional[Entry]:
         return None
     error = _first_line(path / fs.ERROR)
     record = _record(path)
-    return Entry(
-        name, Phase.FAILED if error is not None else Phase.DONE, record.job_id if record else "", _ctime(path), error or ""
-    )
+    phase = Phase.DONE if error is None else Phase.CANCELLED if cancelled(path) else Phase.FAILED
+    return Entry(name, phase, record.job_id if record else "", _ctime(path), error or "")
+
+
+def cancelled(path: Path) -> bool:
+    """A folder in complete/ that ended at the user's request (the sweep said so with its verdict)."""
+    return os.path.lexists(path / fs.ERROR) and os.path.lexists(path / fs.CANCELLED)
 
 
 def render_table(entries: list[Entry], now: float, unlisted: int = 0) -> str:

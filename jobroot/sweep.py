@@ -89,12 +89,19 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
             lock.release()
 
 
-def retry_failed(root: Path, log: Log, dry_run: bool = False) -> int:
-    """--retry-failed: every failed folder in complete/ back to inbox/, under the run lock (dry_run: only say so)."""
+def retry_failed(root: Path, log: Log, dry_run: bool = False, named: Sequence[str] = ()) -> int:
+    """--retry-failed: every failed folder in complete/ back to inbox/ (a cancelled one only when named; named:
+    only those), under the run lock (dry_run: only say so)."""
     from filelock import FileLock, Timeout
 
+    def wanted(name: str) -> bool:
+        path = root / fs.COMPLETE / name
+        if not path.is_dir() or path.is_symlink() or not os.path.lexists(path / fs.ERROR):
+            return False
+        return name in named if named else not st.cancelled(path)
+
     if dry_run:
-        failed = [n for n in fs.names(root / fs.COMPLETE) if os.path.lexists(root / fs.COMPLETE / n / fs.ERROR)]
+        failed = [n for n in fs.names(root / fs.COMPLETE) if wanted(n)]
         for name in failed:
             print(f"complete/{printable(name)} -> inbox/{printable(name)} (or the next free name)")
         if not failed:
@@ -105,7 +112,7 @@ def retry_failed(root: Path, log: Log, dry_run: bool = False) -> int:
             moved = 0
             for name in fs.names(root / fs.COMPLETE):
                 path = root / fs.COMPLETE / name
-                if path.is_dir() and not path.is_symlink() and os.path.lexists(path / fs.ERROR):
+                if wanted(name):
                     dest = fs.move(path, root / fs.INBOX, name)
                     log.info(f"{printable(name)}: failed folder moved back to inbox/{printable(dest.name)} for a retry")
                     print(f"complete/{printable(name)} -> inbox/{printable(dest.name)}")

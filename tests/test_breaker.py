@@ -40,6 +40,10 @@ def test_rejections_and_cancels_are_not_job_failures() -> None:
         assert breaker([ended("failed", now - i, cause) for i in range(5)], now, 5, 900) == "", cause
     unknown = [Entry("x", Phase.FAILED, "", now - i, "recorded before causes were") for i in range(5)]
     assert breaker(unknown, now, 5, 900) == ""  # never paused on a guess
+    # a cancel between failures neither counts nor breaks the run of failures
+    mixed = [ended("failed", now - i, Cause.OWN) for i in range(3)] + [ended("cancelled", now - 3, Cause.CANCELLED)]
+    mixed += [ended("failed", now - i, Cause.OWN) for i in range(4, 6)]
+    assert breaker(mixed, now, 5, 900) != ""
 
 
 def test_a_burst_of_failures_pauses_submissions_and_says_so_once(root: Path, ledger: Path) -> None:

@@ -357,3 +357,31 @@ def test_a_watch_period_below_the_engines_floor_is_refused_with_the_reason(tmp_p
     assert run(r, "-s", "-e", engine).returncode == 0
     result = run(r, "-p", period, timeout=10)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "at least" in result.stderr, result.stderr
+
+
+def test_a_job_this_run_submitted_is_shown_queued_in_a_whole_sentence(root: Path, tmp_path: Path) -> None:
+    make_job(root, "a", WAIT_FOR_GO.format(go=tmp_path / "go"))
+    assert run(root).returncode == 0
+    (tmp_path / "go").touch()
+    jobs = json.loads((root / fs.STATUS_JSON).read_text())["jobs"]
+    assert [(j["name"], j["state"], j["reason"]) for j in jobs] == [
+        ("a", "queued", "submitted by this run; its state comes with the next sweep")
+    ]
+
+
+def test_a_cancelled_job_is_cancelled_everywhere_and_retried_only_when_named(root: Path, tmp_path: Path) -> None:
+    make_job(root, "stop", WAIT_FOR_GO.format(go=tmp_path / "never"))
+    make_job(root, "fails", "exit 3\n")
+    assert run(root).returncode == 0
+    (root / "pending" / "stop" / fs.CANCEL).touch()
+    drain(root)
+    jobs = {j["name"]: j["state"] for j in json.loads((root / fs.STATUS_JSON).read_text())["jobs"]}
+    assert jobs == {"stop": "cancelled", "fails": "failed"}
+    status = json.loads(run(root, "--status", "--json").stdout)
+    assert {j["name"]: j["state"] for j in status["jobs"]} == jobs and status["counts"]["cancelled"] == 1
+    assert "1 failed, 1 cancelled" in run(root, "--status").stdout
+    assert "cancelled" in (root / fs.STATUS_HTML).read_text()
+    assert run(root, "--retry-failed").returncode == 0
+    assert os.listdir(root / "inbox") == ["fails"] and os.listdir(root / "complete") == ["stop"]  # a cancel stays
+    moved = run(root, "--retry-failed", "stop")
+    assert moved.returncode == 0 and "complete/stop -> inbox/stop" in moved.stdout, moved.stderr
