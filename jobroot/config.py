@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 from jobroot import folders as fs
-from jobroot.engine import Engine, EngineClass, Setting, canonical_name, engine_class
+from jobroot.engine import ENGINES, SUBMIT_COMMANDS, Engine, EngineClass, Setting, canonical_name, engine_class
 
 DEFAULTS: dict[str, Any] = {
     "engine": "local",
@@ -121,10 +121,13 @@ def resolve(root: Path, given: dict[str, Any], setup_first: bool = False) -> Opt
     if "engine" in given:
         given["engine"] = _canonical(given["engine"])
     if setup_first:
+        chosen = ""
+        if "engine" not in given and "engine" not in load_config(root):
+            given["engine"], chosen = detect_engine()
         engine = given.get("engine") or _canonical(load_config(root).get("engine", DEFAULTS["engine"]))
         _refuse_foreign(engine_class(engine), engine, given)  # before anything is recorded
         setup(root, given)
-        print(f"set up {root} for the {load_config(root)['engine']} engine")
+        print(f"set up {root} for the {load_config(root)['engine']} engine{chosen}")
     if not root.is_dir():
         raise UsageError(f"no such root: {root} (create it with -s)")
     if not all((root / s).is_dir() for s in fs.STAGES) or not (root / fs.CONFIG).is_file():
@@ -150,6 +153,21 @@ def resolve(root: Path, given: dict[str, Any], setup_first: bool = False) -> Opt
         )
     except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
         raise UsageError(f"{e} (recorded in {root / fs.CONFIG}); fix it or run -s again") from None
+
+
+def detect_engine() -> tuple[str, str]:
+    """-s without -e on a new root: the batch system this machine has (its submit command on PATH), and how it
+    was chosen. The local engine only when named: on a login node it would run every job there."""
+    import shutil
+
+    found = [(name, command) for name, command in SUBMIT_COMMANDS.items() if shutil.which(command)]
+    if len(found) == 1:
+        return found[0][0], f" ({found[0][1]} is on PATH; -e names another)"
+    engines = ", ".join(f"-e {name}" for name in sorted(ENGINES))
+    if not found:
+        raise UsageError(f"no batch system on PATH ({', '.join(SUBMIT_COMMANDS.values())}): name the engine with -s: {engines}")
+    have = " and ".join(command for _, command in found)
+    raise UsageError(f"{have} are on PATH: name the engine with -s: {engines}")
 
 
 def _canonical(name: object) -> str:

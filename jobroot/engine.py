@@ -188,6 +188,8 @@ ENGINES = {
     "slurm": ("jobroot.engines.slurm", "SlurmEngine"),
     "gridengine": ("jobroot.engines.gridengine", "GridEngine"),
 }
+# The command that tells a machine has the batch system: -s without -e takes the one this machine has.
+SUBMIT_COMMANDS = {"slurm": "sbatch", "gridengine": "qsub"}
 _ALIASES = {
     "engines.LocalEngine": "local",
     "engines.SlurmEngine": "slurm",

@@ -349,6 +349,9 @@ CATALOGUE = [
       "tests/test_cli.py::test_a_cancelled_job_is_cancelled_everywhere_and_retried_only_when_named"),
     M("a cancel's verdict not kept as a cancel", "jobroot/act.py", "        if a.cause is Cause.CANCELLED:\n            fs.write_atomic(",
       "        if False:\n            fs.write_atomic(", "tests/test_cli.py::test_a_cancelled_job_is_cancelled_everywhere_and_retried_only_when_named"),
+    M("-s without -e sets the root up for the local engine", "jobroot/config.py",
+      '        if "engine" not in given and "engine" not in load_config(root):', "        if False:",
+      "tests/test_cli.py::test_setup_without_an_engine_takes_the_batch_system_this_machine_has"),
     # ---- bundles (jobroot/bundle.py, jobroot/packing.py, jobroot/act.py)
     M("a bundle's runner starts a member again (a copy replaces, a link never does)", "jobroot/bundle.py",
       '  if ! ln "$tmp" "$dir/{started}" 2>/dev/null; then', '  if ! cp -f "$tmp" "$dir/{started}" 2>/dev/null; then',

@@ -229,7 +229,7 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, setup: str | None,
     if setup == "bare":
         r.mkdir()
     elif setup in ("ok", "garbled", "slurm-bad-lookback"):
-        assert run(r, "-s").returncode == 0
+        assert run(r, "-s", "-e", "local").returncode == 0
         if setup == "garbled":
             (r / fs.CONFIG).write_text("{")
         if setup == "slurm-bad-lookback":  # a recorded value is checked when the engine is first needed
@@ -385,3 +385,25 @@ def test_a_cancelled_job_is_cancelled_everywhere_and_retried_only_when_named(roo
     assert os.listdir(root / "inbox") == ["fails"] and os.listdir(root / "complete") == ["stop"]  # a cancel stays
     moved = run(root, "--retry-failed", "stop")
     assert moved.returncode == 0 and "complete/stop -> inbox/stop" in moved.stdout, moved.stderr
+
+
+@pytest.mark.parametrize(
+    ("commands", "engine"), [(["sbatch"], "slurm"), (["qsub"], "gridengine"), ([], None), (["sbatch", "qsub"], None)]
+)
+def test_setup_without_an_engine_takes_the_batch_system_this_machine_has(
+    tmp_path: Path, commands: list[str], engine: str | None
+) -> None:
+    bin_dir, r = tmp_path / "bin", tmp_path / "r"
+    bin_dir.mkdir()
+    for command in commands:
+        (bin_dir / command).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / command).chmod(0o755)
+    result = run(r, "-s", env={"PATH": str(bin_dir)})
+    if engine:
+        assert result.returncode == 0 and f"for the {engine} engine" in result.stdout and commands[0] in result.stdout
+        assert json.loads((r / fs.CONFIG).read_text())["engine"] == engine
+    else:
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and not r.exists(), result.stderr
+        assert "-e local" in result.stderr and "-e slurm" in result.stderr and "-e gridengine" in result.stderr
+    assert run(r, "-s", "-e", "local").returncode == 0 and run(r, "-s", env={"PATH": str(bin_dir)}).returncode == 0
+    assert json.loads((r / fs.CONFIG).read_text())["engine"] == "local"  # a root set up keeps its engine
