@@ -145,7 +145,7 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
     )
     add("-v", "--verbose", action="store_true", help="also print each action on stderr")
     add("--log-level", choices=sorted(LEVELS, key=LEVELS.__getitem__), default="info", help="what goes to reconcile.log")
-    add("--version", action="version", version=f"%(prog)s {__version__}")
+    add("--version", action="version", version=f"reconcile (jobroot) {__version__}")
     # Each option once, in a group naming every engine that takes it (--lookback: slurm and gridengine).
     owners: dict[str, list[str]] = {}
     settings: dict[str, Setting] = {}

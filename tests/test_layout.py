@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import RECONCILE, REPO, run
 
+import jobroot
+
 pytestmark = pytest.mark.unit
 
 CORE = sorted((REPO / "jobroot").glob("*.py"))
@@ -132,3 +134,13 @@ def test_no_import_cycle_anywhere_in_the_core_and_the_engines() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+def test_one_tool_under_two_names_and_its_version_says_both(tmp_path: Path) -> None:
+    scripts = re.search(r"\[project\.scripts\]\n(.*?)\n\n", (REPO / "pyproject.toml").read_text(), re.S)
+    assert scripts and re.findall(r'^(\w+) = "(.+)"$', scripts.group(1), re.M) == [
+        ("reconcile", "jobroot.cli:main"),
+        ("jobroot", "jobroot.cli:main"),
+    ]
+    result = run(tmp_path, "--version")
+    assert (result.returncode, result.stdout) == (0, f"reconcile (jobroot) {jobroot.__version__}\n")
