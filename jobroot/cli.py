@@ -15,7 +15,7 @@ from jobroot import folders as fs
 from jobroot.config import DEFAULTS, MIN_PERIOD, MIN_PERIOD_WHY, Options, UsageError, count, positive, resolve, seconds
 from jobroot.engine import ENGINES, Setting, engine_class
 from jobroot.log import LEVELS, Log
-from jobroot.model import Entry
+from jobroot.model import Entry, age
 
 DESCRIPTION = """\
 Move job folders through a root: ROOT/inbox/NAME/job.sh -> ROOT/pending/NAME -> ROOT/complete/NAME.
@@ -289,8 +289,29 @@ def show_status(root: Path, opts: Options, as_json: bool) -> int:
                 inbox[i] = f._replace(verdict=Verdict.WAIT, reason=action.reason, waiting=Waiting.UPSTREAM)
     entries = inbox_entries(inbox) + [_attempt(root, e) for e in pending_entries(root, records, obs, (), members)]
     entries += [e for e in (complete_entry(root, n) for n in fs.names(root / fs.COMPLETE)) if e]
-    sys.stdout.write(render_json(entries, now) if as_json else render_table(entries, now))
+    last = last_sweep(root)
+    if as_json:
+        sys.stdout.write(render_json(entries, now, extra={"last_sweep": last}))
+    else:
+        sys.stdout.write(render_table(entries, now) + f"last sweep: {age(now - last) + ' ago' if last else 'none yet'}\n")
+    if last and now - last > STALE and not fs.idle(root):  # an idle root needs no sweep
+        ago = age(now - last).replace("m", " min")
+        print(f"reconcile: the last sweep ran {ago} ago: is cron (or the watch) still running?", file=sys.stderr)
+        code = 1
     return code
+
+
+STALE = 600.0  # seconds without a sweep after which --status warns (cron sweeps every minute)
+
+
+def last_sweep(root: Path) -> Optional[float]:
+    """When the last sweep wrote the status files (their `generated`); None when none has."""
+    import json
+
+    try:
+        return float(json.loads((root / fs.STATUS_JSON).read_text(encoding="utf-8"))["generated"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _attempt(root: Path, entry: Entry) -> Entry:

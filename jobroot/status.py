@@ -121,9 +121,10 @@ def render_table(entries: list[Entry], now: float, unlisted: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_json(entries: list[Entry], now: float, unlisted: int = 0) -> str:
+def render_json(entries: list[Entry], now: float, unlisted: int = 0, extra: Optional[dict[str, object]] = None) -> str:
     data = {
         "generated": now,
+        **(extra or {}),
         "counts": counts(entries, unlisted),
         "waiting_not_listed": unlisted,
         "jobs": [e._asdict() for e in entries],

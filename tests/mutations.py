@@ -352,6 +352,8 @@ CATALOGUE = [
     M("-s without -e sets the root up for the local engine", "jobroot/config.py",
       '        if "engine" not in given and "engine" not in load_config(root):', "        if False:",
       "tests/test_cli.py::test_setup_without_an_engine_takes_the_batch_system_this_machine_has"),
+    M("--status silent when sweeps have stopped", "jobroot/cli.py", "    if last and now - last > STALE and not fs.idle(root):",
+      "    if False:", "tests/test_cli.py::test_status_says_when_the_last_sweep_ran_and_warns_when_sweeps_have_stopped"),
     # ---- bundles (jobroot/bundle.py, jobroot/packing.py, jobroot/act.py)
     M("a bundle's runner starts a member again (a copy replaces, a link never does)", "jobroot/bundle.py",
       '  if ! ln "$tmp" "$dir/{started}" 2>/dev/null; then', '  if ! cp -f "$tmp" "$dir/{started}" 2>/dev/null; then',

@@ -407,3 +407,19 @@ def test_setup_without_an_engine_takes_the_batch_system_this_machine_has(
         assert "-e local" in result.stderr and "-e slurm" in result.stderr and "-e gridengine" in result.stderr
     assert run(r, "-s", "-e", "local").returncode == 0 and run(r, "-s", env={"PATH": str(bin_dir)}).returncode == 0
     assert json.loads((r / fs.CONFIG).read_text())["engine"] == "local"  # a root set up keeps its engine
+
+
+def test_status_says_when_the_last_sweep_ran_and_warns_when_sweeps_have_stopped(root: Path) -> None:
+    make_job(root, "a", "sleep 20\n")
+    assert run(root).returncode == 0
+    fresh = run(root, "--status")
+    assert fresh.returncode == 0 and fresh.stderr == "" and "last sweep: " in fresh.stdout
+    data = json.loads((root / fs.STATUS_JSON).read_text())
+    data["generated"] -= 28 * 60  # as if cron had stopped 28 minutes ago
+    (root / fs.STATUS_JSON).write_text(json.dumps(data))
+    stale = run(root, "--status")
+    assert stale.returncode == 1 and "the last sweep ran 28 min ago" in stale.stderr and len(stale.stderr.splitlines()) == 1
+    assert json.loads(run(root, "--status", "--json").stdout)["last_sweep"] == data["generated"]
+    for name in os.listdir(root / "pending"):  # nothing left to sweep: an old last sweep is no warning
+        fs.move(root / "pending" / name, root / "complete", name)
+    assert run(root, "--status").stderr == ""

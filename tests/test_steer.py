@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -45,10 +46,11 @@ def test_status_table_and_json_are_read_only(root: Path, tmp_path: Path) -> None
     as_json = run(root, "--status", "--json")
     assert snapshot(root) == before, "--status changed the root"
     assert table.returncode == 0 and as_json.returncode == 0
-    states = {line.split()[0]: line.split()[1] for line in table.stdout.splitlines()[1:-1]}
+    states = {line.split()[0]: line.split()[1] for line in table.stdout.splitlines()[1:-2]}
     assert states == {"running": "running", "waiting": "waiting", "held": "held", "three": "failed", "ok": "done"}
     assert "The job exited with code 3" in table.stdout
-    assert table.stdout.splitlines()[-1] == "1 running, 1 waiting, 1 held, 1 failed, 1 done"
+    assert table.stdout.splitlines()[-2] == "1 running, 1 waiting, 1 held, 1 failed, 1 done"
+    assert re.fullmatch(r"last sweep: \d+s ago", table.stdout.splitlines()[-1])
     data = json.loads(as_json.stdout)
     assert data["counts"]["running"] == 1 and data["counts"]["done"] == 1
     assert {j["name"]: j["state"] for j in data["jobs"]} == states
@@ -157,7 +159,7 @@ def test_version_and_a_help_that_reads_like_a_man_page(tmp_path: Path) -> None:
     from conftest import RECONCILE
 
     version = subprocess.run([*RECONCILE, "--version"], capture_output=True, text=True, timeout=30)
-    assert version.returncode == 0 and version.stdout.strip() == f"reconcile {__version__}"
+    assert version.returncode == 0 and version.stdout.strip() == f"reconcile (jobroot) {__version__}"
     helptext = subprocess.run([*RECONCILE, "--help"], capture_output=True, text=True, timeout=30).stdout
     for section in ("files in a job folder:", "examples:", "exit status:", "--retry-failed", "cancel"):
         assert section in helptext
