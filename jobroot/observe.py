@@ -128,7 +128,7 @@ def judge_inbox_folder(
     try:
         info = os.lstat(script)
     except FileNotFoundError:
-        return InboxFolder(name, Verdict.WAIT, "no job.sh yet", Waiting.NO_SCRIPT)
+        return InboxFolder(name, Verdict.WAIT, no_script(path), Waiting.NO_SCRIPT)
     except OSError as e:
         return InboxFolder(name, Verdict.BAD, f"job.sh cannot be examined: {e.strerror}.")
     try:
@@ -168,6 +168,27 @@ def judge_inbox_folder(
         loop = " -> ".join(printable(n) for n in (*cycle, name))
         return InboxFolder(name, Verdict.BAD, f"it is part of a cycle of after files ({loop}): none of them could ever run.")
     return InboxFolder(name, Verdict.READY, after=stages.locate(after))
+
+
+SCRIPT_LIKE = (".sh", ".slurm", ".sbatch", ".sge", ".pbs", ".job")
+
+
+def no_script(path: Path) -> str:
+    """Why a folder without job.sh waits, naming what it holds that looks meant to be it: `Job.sh`,
+    `run.sh`, `job.slurm`, `job.sh.txt`, or a job.sh one or two folders down."""
+    said = "no job.sh yet"
+    try:
+        top = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError:
+        return said
+    for entry in top:
+        lower = entry.name.lower()
+        if lower.startswith(fs.SCRIPT) or lower.endswith(SCRIPT_LIKE) and entry.is_file(follow_symlinks=False):
+            return f"{said}; found {printable(entry.name)}: the script must be named job.sh, at the top of the folder"
+    for found in sorted(path.glob(f"*/{fs.SCRIPT}")) + sorted(path.glob(f"*/*/{fs.SCRIPT}")):
+        shown = printable(os.fspath(found.relative_to(path)))
+        return f"{said}; found {shown}: the script must be named job.sh, at the top of the folder"
+    return said
 
 
 def skewed(ahead: float) -> str:

@@ -26,7 +26,6 @@ LISTED_WAITING = 100  # inbox folders named in the status files (the next in lin
 WHY_WAITING = {
     Waiting.HELD: "a file named hold is in the folder",
     Waiting.SETTLING: "settling: something in it changed less than --settle ago",
-    Waiting.NO_SCRIPT: "no job.sh yet",
 }
 
 
@@ -36,7 +35,7 @@ def inbox_entries(folders: Iterable[InboxFolder]) -> list[Entry]:
     for f in folders:
         if f.verdict == Verdict.NOTE:
             continue
-        said = f.reason if f.verdict == Verdict.SKEWED or f.waiting is Waiting.UPSTREAM else ""
+        said = f.reason if f.verdict == Verdict.SKEWED or f.waiting in (Waiting.UPSTREAM, Waiting.NO_SCRIPT) else ""
         why = WHY_WAITING.get(f.waiting, said) if f.waiting else said
         entries.append(Entry(f.name, Phase.HELD if f.waiting is Waiting.HELD else Phase.WAITING, "", f.since, why))
     return entries

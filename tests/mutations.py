@@ -354,6 +354,8 @@ CATALOGUE = [
       "tests/test_cli.py::test_setup_without_an_engine_takes_the_batch_system_this_machine_has"),
     M("--status silent when sweeps have stopped", "jobroot/cli.py", "    if last and now - last > STALE and not fs.idle(root):",
       "    if False:", "tests/test_cli.py::test_status_says_when_the_last_sweep_ran_and_warns_when_sweeps_have_stopped"),
+    M("a folder with a misnamed script waits in silence", "jobroot/observe.py", "Verdict.WAIT, no_script(path), Waiting.NO_SCRIPT)",
+      'Verdict.WAIT, "no job.sh yet", Waiting.NO_SCRIPT)', "tests/test_cli.py::test_a_folder_without_job_sh_says_what_it_holds_instead"),
     # ---- bundles (jobroot/bundle.py, jobroot/packing.py, jobroot/act.py)
     M("a bundle's runner starts a member again (a copy replaces, a link never does)", "jobroot/bundle.py",
       '  if ! ln "$tmp" "$dir/{started}" 2>/dev/null; then', '  if ! cp -f "$tmp" "$dir/{started}" 2>/dev/null; then',

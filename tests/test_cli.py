@@ -423,3 +423,27 @@ def test_status_says_when_the_last_sweep_ran_and_warns_when_sweeps_have_stopped(
     for name in os.listdir(root / "pending"):  # nothing left to sweep: an old last sweep is no warning
         fs.move(root / "pending" / name, root / "complete", name)
     assert run(root, "--status").stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("files", "found"),
+    [
+        (["Job.sh"], "Job.sh"),
+        (["job.slurm"], "job.slurm"),
+        (["run.sh"], "run.sh"),
+        (["job.sh.txt"], "job.sh.txt"),
+        (["nested/myjob/job.sh"], "nested/myjob/job.sh"),
+        (["input.dat"], ""),
+    ],
+)
+def test_a_folder_without_job_sh_says_what_it_holds_instead(root: Path, files: list[str], found: str) -> None:
+    folder = root / "inbox" / "a"
+    for name in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("true\n")
+    assert run(root).returncode == 0 and os.listdir(root / "inbox") == ["a"]  # still waiting, nothing lost
+    (reason,) = [j["reason"] for j in json.loads(run(root, "--status", "--json").stdout)["jobs"]]
+    if found:
+        assert reason == f"no job.sh yet; found {found}: the script must be named job.sh, at the top of the folder"
+    else:
+        assert reason == "no job.sh yet"
