@@ -121,12 +121,7 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
         metavar="N",
         help="submit a job again, up to N times, when the infrastructure ended it (a failed node, a reboot; default 0)",
     )
-    add(
-        "--bundle",
-        type=positive,
-        metavar="N",
-        help="run up to N waiting folders with the same directives in one scheduler job, each still its own job (default 1)",
-    )
+    add("--bundle", type=positive, metavar="N", help="pack up to N like folders into one scheduler job (default 1)")
     add("--dry-run", action="store_true", help="print what a sweep would do; change nothing")
     add("--status", action="store_true", help="print every job with its state; read-only, takes no lock")
     add("--json", action="store_true", help="with --status: print JSON")
@@ -146,10 +141,17 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
     add("-v", "--verbose", action="store_true", help="also print each action on stderr")
     add("--log-level", choices=sorted(LEVELS, key=LEVELS.__getitem__), default="info", help="what goes to reconcile.log")
     add("--version", action="version", version=f"reconcile (jobroot) {__version__}")
-    # Each option once, in a group naming every engine that takes it (--lookback: slurm and gridengine).
+    if engines:
+        _add_engine_options(p)
+    p.set_defaults(engine_settings=engines)
+    return p
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """Each engine option once, in a group naming every engine that takes it (--lookback: slurm and gridengine)."""
     owners: dict[str, list[str]] = {}
     settings: dict[str, Setting] = {}
-    for name in ENGINES if engines else ():
+    for name in ENGINES:
         for s in engine_class(name).SETTINGS:
             owners.setdefault(s.name, []).append(name)
             settings.setdefault(s.name, s)
@@ -159,8 +161,6 @@ def _parser(engines: bool) -> argparse.ArgumentParser:
         group = groups.get(label) or groups.setdefault(label, p.add_argument_group(label))
         s = settings[option]
         group.add_argument(s.flag, dest=s.name, type=s.parse, metavar=s.metavar, help=s.help)
-    p.set_defaults(engine_settings=engines)
-    return p
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:

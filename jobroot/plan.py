@@ -85,22 +85,9 @@ def plan(
     folder is submitted as soon as every job it waits for has been; otherwise it waits for them to end.
     bundles: the folders in bundles/; bundle: --bundle, the most folders one scheduler job runs.
     """
-    actions: list[Action] = []
     rules = Rules(obs, engine, batch_limit, now, dependencies, retries, {b.name: b for b in bundles})
-    starts = 0  # launches and retries: each is a start, counted against the limit and the room
-    members: dict[str, list[tuple[int, str]]] = {}
-    unstarted: dict[str, list[int]] = {}  # bundle -> places of its members here not started, and how many it has
-    for p in pending:
-        if p.member is not None:
-            m = p.member.member
-            members.setdefault(m.bundle, []).append((m.place, p.name))
-            unstarted.setdefault(m.bundle, [m.of]).extend([m.place] if not p.member.started else [])
-    rules = rules._replace(idle=frozenset(b for b, (of, *places) in unstarted.items() if len(places) == of))
-    for b in bundles:
-        action = rules.bundle(b, tuple(n for _, n in sorted(members.get(b.name, []))))
-        if action is not None:
-            actions.append(action)
-            starts += isinstance(action, Launch)
+    rules, actions = _bundle_actions(rules, pending, bundles)
+    starts = sum(isinstance(a, Launch) for a in actions)  # launches and retries: each is a start, against limit and room
     for p in pending:
         action = rules.pending(p, starts)
         if action is not None:
@@ -133,6 +120,23 @@ def plan(
                 if room == 0:
                     break
     return actions + packer.flush(room)
+
+
+def _bundle_actions(
+    rules: "Rules", pending: Sequence[PendingFolder], bundles: Sequence[BundleFolder]
+) -> tuple["Rules", list[Action]]:
+    """What each bundle's folder needs (start, adopt, remove), and the rules told which bundles are idle: every
+    folder of theirs is here and none was started."""
+    members: dict[str, list[tuple[int, str]]] = {}
+    unstarted: dict[str, list[int]] = {}  # bundle -> places of its members here not started, and how many it has
+    for p in pending:
+        if p.member is not None:
+            m = p.member.member
+            members.setdefault(m.bundle, []).append((m.place, p.name))
+            unstarted.setdefault(m.bundle, [m.of]).extend([m.place] if not p.member.started else [])
+    rules = rules._replace(idle=frozenset(b for b, (of, *places) in unstarted.items() if len(places) == of))
+    found = (rules.bundle(b, tuple(n for _, n in sorted(members.get(b.name, [])))) for b in bundles)
+    return rules, [a for a in found if a is not None]
 
 
 class Rules(NamedTuple):

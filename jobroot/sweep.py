@@ -44,12 +44,8 @@ def sweep(root: Path, opts: Options, log: Log, stop: StopFlag, dry_run: bool = F
         pending = scan_pending(root)
         bundles = scan_bundles(root)
         waiting = fs.names(root / fs.INBOX)
-        known = [p.record for p in pending] + [b.record for b in bundles]
-        live = [r for r in known if r and r.engine == engine.name]
-        claimed = [root / fs.PENDING / p.name for p in pending if p.record is None and not p.problem and not p.member]
-        claimed += [root / fs.BUNDLES / b.name for b in bundles if b.record is None and not b.problem]
         try:
-            obs = engine.observe(live, claimed)
+            obs = engine.observe(*_to_ask(root, pending, bundles, engine.name))
         except EngineError as e:
             log.problem(f"cannot ask the {engine.name} engine, nothing done this run: {e}")
             return 1
@@ -134,6 +130,18 @@ def announce_pause(root: Path, pause: str, log: Log) -> None:
     elif not pause and marker.exists():
         marker.unlink()
         log.info("circuit breaker closed: submitting again")
+
+
+def _to_ask(
+    root: Path, pending: Sequence[PendingFolder], bundles: Sequence[BundleFolder], engine: str
+) -> tuple[list[Submitted], list[Path]]:
+    """What the engine is asked about: every recorded job (a folder's or a bundle's), and every claimed folder
+    or bundle whose submission was never recorded (a bundle member is neither: its bundle is asked about)."""
+    known = [p.record for p in pending] + [b.record for b in bundles]
+    live = [r for r in known if r and r.engine == engine]
+    claimed = [root / fs.PENDING / p.name for p in pending if p.record is None and not p.problem and not p.member]
+    claimed += [root / fs.BUNDLES / b.name for b in bundles if b.record is None and not b.problem]
+    return live, claimed
 
 
 def _ended_bundles(bundles: Sequence[BundleFolder], obs: Observation) -> frozenset[str]:
